@@ -1,0 +1,140 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct WorkloadsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workloads",
+        abstract: "Replays real editing traces against storage engines; measures appends/s, latency and write amplification.",
+        discussion: "Result rows go to stdout as JSON lines (medians across runs); progress goes to stderr."
+    )
+
+    @Option(help: "Workloads to run, comma-separated: W1 (concurrent writers), W2 (batched commits).")
+    var workload = "W1,W2"
+    @Option(help: "W1: concurrent writer threads to sweep.")
+    var writers = "1,8,64"
+    @Option(help: "W2: ops per commit to sweep.")
+    var batch = "10,100,1000"
+    @Option(help: "Engines, comma-separated.")
+    var engines = Engines.all.map(\.name).joined(separator: ",")
+    @Option(help: "Runs per configuration; engines alternate within a run and each figure is the median.")
+    var runs = 3
+    @Flag(help: "64k ops per workload run instead of 512k.")
+    var quick = false
+    @Option(help: "W1: number of documents.")
+    var documents = 64
+    @Option(help: "Ops per workload run (overrides --quick's 65,536 and the full 524,288).")
+    var ops: Int?
+    @Option(help: "Seed for op IDs, authors and the generated fallback trace.")
+    var seed: UInt64 = 42
+    @Option(help: "Parent of the per-run store directories; must be a real disk (default /var/tmp).")
+    var dir = "/var/tmp"
+    @Option(help: "Folder of the *.json.gz traces (default: ../shared/traces from the repository root).")
+    var traces: String?
+    @Flag(help: "Keep each run's store directory (and print its path) for inspection.")
+    var keep = false
+    @Option(help: "CSV output (default Benchmarks/results/<workloads>[-quick].csv).")
+    var csv: String?
+    @Option(help: "SVG plot output (default next to the CSV).")
+    var plot: String?
+
+    func run() throws {
+        let workloads = try list(workload).map { name in
+            guard let workload = Workload(rawValue: name.uppercased()) else { throw ValidationError("unknown workload \(name)") }
+            return workload
+        }
+        let factories = try Engines.named(list(engines))
+        let writerCounts = try list(writers).map(positive)
+        let batchSizes = try list(batch).map(positive)
+        guard runs >= 1, documents >= 1 else { throw ValidationError("--runs and --documents must be at least 1") }
+        let totalOps = ops ?? (quick ? 65_536 : 524_288)
+
+        let plans = try workloads.map { try makePlan($0, totalOps: totalOps) }
+        try StoreDirectory.requireRealDisk(dir)
+        let parent = try StoreDirectory.makeUnique(in: dir, prefix: "oplog-workloads")
+        defer { if !keep { try? FileManager.default.removeItem(atPath: parent) } }
+
+        let configurations = plans.flatMap { plan in
+            plan.workload == .w1 ? writerCounts.map { (plan, $0, 1) } : batchSizes.map { (plan, 1, $0) }
+        }
+        var figures = [[RunFigures]](repeating: [], count: configurations.count * factories.count)
+        // Engines alternate inside each run, so drift on the machine (page cache, host write cache)
+        // spreads over all engines instead of landing on whichever ran last.
+        for run in 1...runs {
+            for (configIndex, (plan, writerCount, batchSize)) in configurations.enumerated() {
+                for (engineIndex, factory) in factories.enumerated() {
+                    let store = try StoreDirectory.makeUnique(in: parent, prefix: factory.name)
+                    defer { if keep { progress("kept \(store)") } else { try? FileManager.default.removeItem(atPath: store) } }
+                    let result = try Runner.measure(factory, plan: plan, writers: writerCount, batch: batchSize, directory: store)
+                    figures[configIndex * factories.count + engineIndex].append(result)
+                    progress("run \(run)/\(runs) \(plan.workload.rawValue) writers=\(writerCount) batch=\(batchSize) "
+                        + "\(factory.name): \(Int(Double(plan.totalOps) / result.seconds)) ops/s, "
+                        + "wa \(String(format: "%.2f", result.writeBytes / Double(plan.opBytes + plan.snapshotBytes))), "
+                        + "\(String(format: "%.1f", result.seconds)) s")
+                }
+            }
+        }
+
+        var rows: [ResultRow] = []
+        for (configIndex, (plan, writerCount, batchSize)) in configurations.enumerated() {
+            for (engineIndex, factory) in factories.enumerated() {
+                let row = ResultRow(engine: factory.name, plan: plan, writers: writerCount, batch: batchSize,
+                                    runs: figures[configIndex * factories.count + engineIndex])
+                rows.append(row)
+                print(row.jsonLine)
+            }
+        }
+        try writeOutputs(rows, workloads: workloads)
+    }
+
+    private func makePlan(_ workload: Workload, totalOps: Int) throws -> WorkloadPlan {
+        let start = Date()
+        let names = workload == .w1 ? [TraceLoader.names[0]] : TraceLoader.names
+        let loaded: [Trace]
+        if let folder = TraceLoader.locate(explicit: traces) {
+            loaded = try names.map { try TraceLoader.load(name: $0, folder: folder) }
+        } else {
+            progress("traces folder not found (\(traces ?? "../shared/traces"); set --traces): "
+                + "using a seeded generated editing session instead of the real traces")
+            loaded = names.enumerated().map { TraceLoader.generated(name: $1, patches: 100_000, seed: seed &+ UInt64($0)) }
+        }
+        let plan = workload == .w1
+            ? PlanBuilder.w1(trace: loaded[0], documents: documents, totalOps: totalOps, seed: seed)
+            : PlanBuilder.w2(traces: loaded, totalOps: totalOps, seed: seed)
+        progress("\(workload.rawValue): \(plan.documents.count) documents, \(plan.totalOps) ops, "
+            + "\(plan.opBytes) op bytes, \(plan.snapshotBytes) snapshot bytes "
+            + "(prepared in \(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
+        return plan
+    }
+
+    private func writeOutputs(_ rows: [ResultRow], workloads: [Workload]) throws {
+        let resultsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("results").path
+        let stem = resultsFolder + "/" + workloads.map(\.rawValue).joined(separator: "-") + (quick && ops == nil ? "-quick" : "")
+        let csvPath = csv ?? stem + ".csv"
+        let plotPath = plot ?? (csvPath.hasSuffix(".csv") ? String(csvPath.dropLast(4)) : csvPath) + ".svg"
+        for path in [csvPath, plotPath] {
+            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                                                    withIntermediateDirectories: true)
+        }
+        try ResultRow.csv(rows).write(toFile: csvPath, atomically: true, encoding: .utf8)
+        try Plot.svg(rows).write(toFile: plotPath, atomically: true, encoding: .utf8)
+        progress("wrote \(csvPath) and \(plotPath)")
+    }
+
+    private func list(_ text: String) throws -> [String] {
+        let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !items.isEmpty else { throw ValidationError("empty list: \(text)") }
+        return items
+    }
+
+    private func positive(_ text: String) throws -> Int {
+        guard let value = Int(text), value > 0 else { throw ValidationError("not a positive integer: \(text)") }
+        return value
+    }
+}
+
+/// Progress and notes go to stderr so stdout stays one JSON row per line.
+func progress(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}

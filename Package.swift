@@ -1,0 +1,44 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "OpLog",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "OpLog", targets: ["OpLog"]),
+        .executable(name: "oplog", targets: ["oplog"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    ],
+    targets: [
+        // System libraries: Debian's liblmdb-dev and zlib1g-dev, never vendored.
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The only module that calls mdb_*, zlib and the journal's file system calls.
+        .target(name: "OpLogStorage", dependencies: ["CLMDB", "CZlib"]),
+        // The engine: format, journal, log, snapshots, store API. Safe Swift only.
+        .target(
+            name: "OpLog",
+            dependencies: [
+                "OpLogStorage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // The text reducer: the demo's, the tests' and the benchmarks' model of a document.
+        .target(name: "OpLogText", dependencies: ["OpLog", "OpLogStorage"]),
+        .executableTarget(
+            name: "oplog",
+            dependencies: [
+                "OpLog",
+                "OpLogText",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "OpLogTests", dependencies: ["OpLog", "OpLogStorage", "OpLogText"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,129 @@
+/// Why a byte sequence failed to decode. Turned into `OpLogError.corruption` with a location by the
+/// caller, which knows which record it was reading.
+struct DecodeError: Error, Equatable, CustomStringConvertible {
+    let detail: String
+    init(_ detail: String) { self.detail = detail }
+    var description: String { detail }
+}
+
+/// Appends little-endian integers, LEB128 varints and byte strings. Big-endian appears only in keys
+/// (`KeyCoding`), where byte order must follow numeric order.
+struct ByteWriter {
+    private(set) var bytes: [UInt8] = []
+
+    init(capacity: Int = 64) { bytes.reserveCapacity(capacity) }
+
+    mutating func u8(_ value: UInt8) { bytes.append(value) }
+    mutating func u16(_ value: UInt16) { littleEndian(value) }
+    mutating func u32(_ value: UInt32) { littleEndian(value) }
+    mutating func u64(_ value: UInt64) { littleEndian(value) }
+    mutating func bytes(_ value: some Collection<UInt8>) { bytes.append(contentsOf: value) }
+
+    mutating func varint(_ value: UInt64) {
+        var rest = value
+        while rest >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
+            rest >>= 7
+        }
+        bytes.append(UInt8(rest))
+    }
+
+    /// Zig-zag varint: small magnitudes of either sign stay short.
+    mutating func signedVarint(_ value: Int64) {
+        varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
+    }
+
+    /// A varint length followed by the bytes.
+    mutating func lengthPrefixed(_ value: [UInt8]) {
+        varint(UInt64(value.count))
+        bytes.append(contentsOf: value)
+    }
+
+    mutating func overwriteU32(_ value: UInt32, at offset: Int) {
+        for index in 0..<4 { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
+    }
+
+    private mutating func littleEndian<T: FixedWidthInteger>(_ value: T) {
+        var rest = value
+        for _ in 0..<MemoryLayout<T>.size {
+            bytes.append(UInt8(truncatingIfNeeded: rest))
+            rest >>= 8
+        }
+    }
+}
+
+/// Reads what `ByteWriter` wrote, checking every length against the bytes left and the caller's
+/// limit, so damaged input throws `DecodeError` and never traps or over-allocates.
+struct ByteReader {
+    private let bytes: ArraySlice<UInt8>
+    private(set) var offset: Int
+
+    init(_ bytes: ArraySlice<UInt8>) {
+        self.bytes = bytes
+        self.offset = bytes.startIndex
+    }
+
+    init(_ bytes: [UInt8]) { self.init(bytes[...]) }
+
+    var remaining: Int { bytes.endIndex - offset }
+    var isAtEnd: Bool { offset == bytes.endIndex }
+
+    mutating func u8() throws(DecodeError) -> UInt8 {
+        guard remaining >= 1 else { throw DecodeError("truncated: expected 1 byte at offset \(offset - bytes.startIndex)") }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    mutating func u16() throws(DecodeError) -> UInt16 { try littleEndian() }
+    mutating func u32() throws(DecodeError) -> UInt32 { try littleEndian() }
+    mutating func u64() throws(DecodeError) -> UInt64 { try littleEndian() }
+
+    mutating func take(_ count: Int) throws(DecodeError) -> ArraySlice<UInt8> {
+        guard count >= 0, remaining >= count else {
+            throw DecodeError("truncated: \(count) bytes needed at offset \(offset - bytes.startIndex), \(remaining) left")
+        }
+        defer { offset += count }
+        return bytes[offset..<(offset + count)]
+    }
+
+    mutating func varint() throws(DecodeError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            let byte = try u8()
+            // The tenth byte may only carry the top bit of a 64-bit value.
+            if shift == 63 && byte > 1 { throw DecodeError("varint overflows 64 bits") }
+            result |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return result }
+            shift += 7
+        }
+    }
+
+    mutating func signedVarint() throws(DecodeError) -> Int64 {
+        let raw = try varint()
+        return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
+    }
+
+    /// A varint that must not exceed `maximum` (a count or a length).
+    mutating func boundedVarint(maximum: Int, what: String) throws(DecodeError) -> Int {
+        let value = try varint()
+        guard value <= UInt64(maximum) else { throw DecodeError("\(what) \(value) exceeds the limit \(maximum)") }
+        return Int(value)
+    }
+
+    mutating func lengthPrefixed(maximum: Int, what: String) throws(DecodeError) -> [UInt8] {
+        let count = try boundedVarint(maximum: maximum, what: what)
+        return Array(try take(count))
+    }
+
+    func expectEnd(_ what: String) throws(DecodeError) {
+        guard isAtEnd else { throw DecodeError("\(remaining) unexpected trailing bytes after \(what)") }
+    }
+
+    private mutating func littleEndian<T: FixedWidthInteger>() throws(DecodeError) -> T {
+        let slice = try take(MemoryLayout<T>.size)
+        var value: T = 0
+        for (index, byte) in slice.enumerated() { value |= T(byte) << (8 * index) }
+        return value
+    }
+}

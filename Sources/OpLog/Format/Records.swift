@@ -1,0 +1,226 @@
+/// Bodies of the records OpLog stores (FORMAT.md, "Records"). Each `encode` has a `decode` that
+/// accepts exactly what `encode` produces and throws `DecodeError` for anything else.
+
+/// The current on-disk format version, recorded in the `meta` database under `format`.
+let formatVersion: UInt32 = 1
+
+/// A run of ops with consecutive revisions, encoded back to back. Shared by op chunks (LMDB) and
+/// journal entries. Server times are delta-encoded (they never decrease within a document) and client
+/// times are stored relative to the server time, so both are usually one or two bytes.
+enum OpSequenceCoding {
+    static let flagHasClientTime: UInt8 = 0x01
+
+    static func encode(_ ops: some Collection<StoredOp>, into writer: inout ByteWriter) {
+        var previousServerTime: Int64 = 0
+        for op in ops {
+            writer.u64(op.opID.high)
+            writer.u64(op.opID.low)
+            writer.varint(UInt64(op.serverTimeMilliseconds &- previousServerTime))
+            previousServerTime = op.serverTimeMilliseconds
+            writer.lengthPrefixed(op.author)
+            if let clientTime = op.clientTimeMilliseconds {
+                writer.u8(flagHasClientTime)
+                writer.signedVarint(clientTime &- op.serverTimeMilliseconds)
+            } else {
+                writer.u8(0)
+            }
+            writer.lengthPrefixed(op.payload)
+        }
+    }
+
+    /// Decodes `count` ops numbered from `firstRevision`.
+    static func decode(count: Int, firstRevision: Revision, from reader: inout ByteReader) throws(DecodeError) -> [StoredOp] {
+        // Each op takes at least 20 bytes, which bounds `count` by the input before allocating.
+        guard count <= reader.remaining / 20 + 1 else { throw DecodeError("op count \(count) cannot fit in \(reader.remaining) bytes") }
+        guard firstRevision >= 1, firstRevision <= UInt64.max - UInt64(count) else { throw DecodeError("revision range starting at \(firstRevision) is invalid") }
+        var ops: [StoredOp] = []
+        ops.reserveCapacity(count)
+        var serverTime: Int64 = 0
+        for index in 0..<count {
+            let high = try reader.u64()
+            let low = try reader.u64()
+            let delta = try reader.varint()
+            guard delta <= UInt64(Int64.max - serverTime) else { throw DecodeError("server time overflows") }
+            serverTime += Int64(delta)
+            let author = try reader.lengthPrefixed(maximum: Limits.authorBytesMax, what: "author length")
+            let flags = try reader.u8()
+            guard flags & ~flagHasClientTime == 0 else { throw DecodeError("unknown op flags \(flags)") }
+            var clientTime: Int64?
+            if flags & flagHasClientTime != 0 {
+                clientTime = try reader.signedVarint() &+ serverTime
+            }
+            let payload = try reader.lengthPrefixed(maximum: Limits.payloadBytesMax, what: "payload length")
+            ops.append(StoredOp(
+                revision: firstRevision + UInt64(index), opID: OpID(high: high, low: low), author: author,
+                clientTimeMilliseconds: clientTime, serverTimeMilliseconds: serverTime, payload: payload))
+        }
+        return ops
+    }
+}
+
+/// `ops` database value: consecutive ops of one document, first revision = the key's revision.
+///
+///     varint firstRevision | varint count | op × count
+enum OpChunkRecord {
+    static func encode(_ ops: ArraySlice<StoredOp>) -> [UInt8] {
+        var writer = ByteWriter(capacity: 64 * ops.count)
+        writer.varint(ops.first?.revision ?? 0)
+        writer.varint(UInt64(ops.count))
+        OpSequenceCoding.encode(ops, into: &writer)
+        return writer.bytes
+    }
+
+    static func decode(_ body: [UInt8]) throws(DecodeError) -> [StoredOp] {
+        var reader = ByteReader(body)
+        let first = try reader.varint()
+        let count = try reader.boundedVarint(maximum: Limits.chunkRawBytesTarget + Limits.batchPayloadBytesMax, what: "op count")
+        guard count >= 1 else { throw DecodeError("op chunk holds no ops") }
+        let ops = try OpSequenceCoding.decode(count: count, firstRevision: first, from: &reader)
+        try reader.expectEnd("op chunk")
+        return ops
+    }
+}
+
+/// `documents` database value: the document's state as applied to LMDB (ops still in the journal
+/// are not counted here).
+///
+///     u64 head | u64 floor | i64 lastServerTime | u64 chunkBytes
+struct DocumentRecord: Equatable, Sendable {
+    var head: Revision
+    var floor: Revision
+    var lastServerTimeMilliseconds: Int64
+    /// Stored bytes of the document's op chunks.
+    var chunkBytes: UInt64
+
+    static let empty = DocumentRecord(head: 0, floor: 1, lastServerTimeMilliseconds: 0, chunkBytes: 0)
+
+    func encode() -> [UInt8] {
+        var writer = ByteWriter(capacity: 32)
+        writer.u64(head)
+        writer.u64(floor)
+        writer.u64(UInt64(bitPattern: lastServerTimeMilliseconds))
+        writer.u64(chunkBytes)
+        return writer.bytes
+    }
+
+    static func decode(_ body: [UInt8]) throws(DecodeError) -> DocumentRecord {
+        var reader = ByteReader(body)
+        let record = DocumentRecord(
+            head: try reader.u64(), floor: try reader.u64(),
+            lastServerTimeMilliseconds: Int64(bitPattern: try reader.u64()), chunkBytes: try reader.u64())
+        try reader.expectEnd("document record")
+        guard record.floor >= 1, record.floor <= record.head &+ 1, record.head < UInt64.max else {
+            throw DecodeError("floor \(record.floor) is not within 1...head+1 (head \(record.head))")
+        }
+        return record
+    }
+}
+
+/// `snapshots` database value.
+///
+///     u64 revision | i64 createdAt | snapshot bytes
+enum SnapshotRecord {
+    static func encode(revision: Revision, createdAt: Int64, bytes: [UInt8]) -> [UInt8] {
+        var writer = ByteWriter(capacity: 16 + bytes.count)
+        writer.u64(revision)
+        writer.u64(UInt64(bitPattern: createdAt))
+        writer.bytes(bytes)
+        return writer.bytes
+    }
+
+    static func decode(_ body: [UInt8]) throws(DecodeError) -> Snapshot {
+        var reader = ByteReader(body)
+        let revision = try reader.u64()
+        let createdAt = Int64(bitPattern: try reader.u64())
+        return Snapshot(revision: revision, createdAtMilliseconds: createdAt, bytes: Array(try reader.take(reader.remaining)))
+    }
+}
+
+/// `dedupe` database value: op IDs of truncated ops still inside the dedupe window, so a retry of a
+/// truncated op still gets its original revision.
+///
+///     varint firstRevision | varint count | (opID 16 bytes | varint serverTimeDelta) × count
+struct DedupeRecord: Equatable, Sendable {
+    var firstRevision: Revision
+    var entries: [(opID: OpID, serverTime: Int64)]
+
+    static func == (lhs: DedupeRecord, rhs: DedupeRecord) -> Bool {
+        lhs.firstRevision == rhs.firstRevision && lhs.entries.elementsEqual(rhs.entries) { $0.opID == $1.opID && $0.serverTime == $1.serverTime }
+    }
+
+    func encode() -> [UInt8] {
+        var writer = ByteWriter(capacity: 8 + 20 * entries.count)
+        writer.varint(firstRevision)
+        writer.varint(UInt64(entries.count))
+        var previous: Int64 = 0
+        for entry in entries {
+            writer.u64(entry.opID.high)
+            writer.u64(entry.opID.low)
+            writer.varint(UInt64(entry.serverTime &- previous))
+            previous = entry.serverTime
+        }
+        return writer.bytes
+    }
+
+    static func decode(_ body: [UInt8]) throws(DecodeError) -> DedupeRecord {
+        var reader = ByteReader(body)
+        let first = try reader.varint()
+        let count = try reader.boundedVarint(maximum: reader.remaining / 17, what: "dedupe entry count")
+        guard count >= 1, first >= 1, first <= UInt64.max - UInt64(count) else { throw DecodeError("dedupe record range is invalid") }
+        var entries: [(opID: OpID, serverTime: Int64)] = []
+        entries.reserveCapacity(count)
+        var time: Int64 = 0
+        for _ in 0..<count {
+            let id = OpID(high: try reader.u64(), low: try reader.u64())
+            let delta = try reader.varint()
+            guard delta <= UInt64(Int64.max - time) else { throw DecodeError("server time overflows") }
+            time += Int64(delta)
+            entries.append((id, time))
+        }
+        try reader.expectEnd("dedupe record")
+        return DedupeRecord(firstRevision: first, entries: entries)
+    }
+}
+
+/// `meta` database, key `format`: which format wrote the store.
+///
+///     8 bytes "OPLOGFMT" | u32 version | i64 createdAt
+struct FormatRecord: Equatable {
+    static let magic = Array("OPLOGFMT".utf8)
+    var version: UInt32
+    var createdAtMilliseconds: Int64
+
+    func encode() -> [UInt8] {
+        var writer = ByteWriter(capacity: 20)
+        writer.bytes(Self.magic)
+        writer.u32(version)
+        writer.u64(UInt64(bitPattern: createdAtMilliseconds))
+        return writer.bytes
+    }
+
+    static func decode(_ body: [UInt8]) throws(DecodeError) -> FormatRecord {
+        var reader = ByteReader(body)
+        guard Array(try reader.take(8)) == magic else { throw DecodeError("format record lacks the OPLOGFMT magic") }
+        let record = FormatRecord(version: try reader.u32(), createdAtMilliseconds: Int64(bitPattern: try reader.u64()))
+        try reader.expectEnd("format record")
+        return record
+    }
+}
+
+/// `meta` database, key `applied`: the highest journal sequence number whose effects LMDB holds.
+///
+///     u64 sequence
+enum AppliedSequenceRecord {
+    static func encode(_ sequence: UInt64) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8)
+        writer.u64(sequence)
+        return writer.bytes
+    }
+
+    static func decode(_ body: [UInt8]) throws(DecodeError) -> UInt64 {
+        var reader = ByteReader(body)
+        let value = try reader.u64()
+        try reader.expectEnd("applied-sequence record")
+        return value
+    }
+}

@@ -1,0 +1,137 @@
+import OpLogStorage
+
+/// The write-ahead journal in front of LMDB (FORMAT.md, "Journal").
+///
+/// Each group commit is one checksummed frame appended to `journal` and synced once; that sync is
+/// the acknowledgement. Applying moves the journal's effects into LMDB in one large transaction and
+/// then replaces the journal with an empty one whose base sequence follows the last applied record.
+/// This is what makes an acknowledgement cost one small sequential write instead of an LMDB commit
+/// (about ten 4 KiB pages), which is where OpLog's write amplification is won.
+///
+/// Thread safety: used only by the store's writer thread (and once at open).
+final class Journal {
+    static let fileName = "journal"
+    private let directory: String
+    private let file: File
+    /// Sequence number of the first record in this file.
+    private(set) var baseSequence: UInt64
+    /// Sequence number the next appended record gets.
+    private(set) var nextSequence: UInt64
+    /// File offset where the next record goes (end of the last valid record).
+    private(set) var endOffset: Int
+
+    var path: String { directory + "/" + Self.fileName }
+    /// Bytes of records in this file.
+    var recordBytes: Int { endOffset - JournalCoding.fileHeaderSize }
+
+    private init(directory: String, file: File, baseSequence: UInt64, nextSequence: UInt64, endOffset: Int) {
+        self.directory = directory
+        self.file = file
+        self.baseSequence = baseSequence
+        self.nextSequence = nextSequence
+        self.endOffset = endOffset
+    }
+
+    /// What reading a journal found.
+    struct Contents {
+        var baseSequence: UInt64
+        var records: [JournalRecord]
+        /// Offset just past the last valid record.
+        var endOffset: Int
+        /// Why the scan stopped before the end of the file (a torn final write), if it did.
+        var tornTail: String?
+    }
+
+    /// Reads every valid record of the journal in `directory`.
+    ///
+    /// A scan stops at the first frame that is incomplete or fails its checksum: that is the write a
+    /// crash tore, never acknowledged. If a valid record with the next sequence number follows it,
+    /// the damage is in the middle of acknowledged data and is reported as corruption instead.
+    static func read(directory: String) throws(OpLogError) -> Contents {
+        let path = directory + "/" + fileName
+        let bytes: [UInt8]
+        do {
+            let file = try File(path: path, writable: false, create: false)
+            let size = try file.size()
+            guard size <= Limits.journalRecordBytesMax * 4 + (1 << 30) else {
+                throw OpLogError.corruption(CorruptionLocation(area: "journal"), detail: "journal of \(size) bytes exceeds any size OpLog writes")
+            }
+            bytes = try file.read(at: 0, count: size)
+        } catch let error as OpLogError {
+            throw error
+        } catch {
+            throw OpLogError.wrap(error)
+        }
+        let base: UInt64
+        do { base = try JournalCoding.decodeFileHeader(bytes) } catch {
+            throw .corruption(CorruptionLocation(area: "journal"), detail: error.description)
+        }
+        var contents = Contents(baseSequence: base, records: [], endOffset: JournalCoding.fileHeaderSize, tornTail: nil)
+        var offset = JournalCoding.fileHeaderSize
+        while offset < bytes.count {
+            let expected = base + UInt64(contents.records.count)
+            switch JournalCoding.readFrame(bytes[offset...]) {
+            case let .record(record, frameLength):
+                guard record.sequence == expected else {
+                    throw .corruption(CorruptionLocation(area: "journal"), detail: "record at offset \(offset) has sequence \(record.sequence), expected \(expected)")
+                }
+                contents.records.append(record)
+                offset += frameLength
+                contents.endOffset = offset
+            case let .undecodable(reason):
+                throw .corruption(CorruptionLocation(area: "journal"), detail: "record \(expected) at offset \(offset): \(reason)")
+            case let .invalid(reason, claimedLength):
+                if bytes[offset...].allSatisfy({ $0 == 0 }) { return contents }
+                if let claimedLength, offset + claimedLength < bytes.count,
+                   case let .record(next, _) = JournalCoding.readFrame(bytes[(offset + claimedLength)...]), next.sequence == expected + 1 {
+                    throw .corruption(CorruptionLocation(area: "journal"), detail: "record \(expected) at offset \(offset) is damaged (\(reason)) and acknowledged records follow it")
+                }
+                contents.tornTail = "\(reason) at offset \(offset)"
+                return contents
+            }
+        }
+        return contents
+    }
+
+    /// Creates an empty journal whose first record will be `baseSequence`, atomically replacing any
+    /// existing one (write a temporary file, sync it, rename, sync the directory).
+    static func create(directory: String, baseSequence: UInt64) throws(StorageError) -> Journal {
+        let path = directory + "/" + fileName
+        let temporary = path + ".new"
+        try File.remove(temporary)
+        let file = try File(path: temporary, writable: true, create: true)
+        try file.write(JournalCoding.encodeFileHeader(baseSequence: baseSequence), at: 0)
+        try file.synchronize()
+        try File.replace(path, with: temporary, directory: directory)
+        return Journal(directory: directory, file: file, baseSequence: baseSequence, nextSequence: baseSequence,
+                       endOffset: JournalCoding.fileHeaderSize)
+    }
+
+    /// Opens an existing journal for appending after its last valid record. Anything after that
+    /// record (a torn final write) is cut off first so it cannot be mistaken for data later.
+    static func openForAppend(directory: String, contents: Contents) throws(StorageError) -> Journal {
+        let file = try File(path: directory + "/" + fileName, writable: true, create: false)
+        if try file.size() != contents.endOffset {
+            try file.truncate(to: contents.endOffset)
+            try file.synchronize()
+        }
+        return Journal(directory: directory, file: file, baseSequence: contents.baseSequence,
+                       nextSequence: contents.baseSequence + UInt64(contents.records.count), endOffset: contents.endOffset)
+    }
+
+    /// Appends a framed record; with `sync`, returns only after `fdatasync` has returned.
+    ///
+    /// On any failure the caller must stop appending: the record may be partly on disk, and after a
+    /// failed sync the kernel may have dropped pages of earlier writes too (fsyncgate).
+    func append(_ frame: [UInt8], sync: Bool) throws(StorageError) {
+        try file.write(frame, at: endOffset)
+        if sync { try file.synchronizeData() }
+        endOffset += frame.count
+        nextSequence += 1
+    }
+
+    /// Forces everything written so far to disk (used by the non-durable modes at apply and close).
+    func synchronize() throws(StorageError) { try file.synchronizeData() }
+
+    func close() { file.close() }
+}

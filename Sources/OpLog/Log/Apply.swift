@@ -1,0 +1,121 @@
+import Foundation
+import OpLogStorage
+
+/// Moving the journal into LMDB: one write transaction for everything journaled since the last
+/// apply, then a fresh journal. See FORMAT.md, "Applying the journal" for the crash analysis.
+extension OpLogStore {
+    func applyJournal(writer: WriterState) throws(OpLogError) {
+        guard let journal = writer.journal, journal.nextSequence > journal.baseSequence else { return }
+        let started = DispatchTime.now().uptimeNanoseconds
+        let lastSequence = journal.nextSequence - 1
+        let documents = writer.dirtyDocuments.sorted()
+        let views = state.withLock { state in documents.compactMap { id in state.documents[id].map { (id, $0) } } }
+        let cutoff = currentTimeMilliseconds() - options.dedupeWindowMilliseconds
+        try writeGrowing(writer: writer, allowReserve: true) { txn in
+            for (document, view) in views {
+                try applyDocument(txn, document, view: view, cutoff: cutoff)
+            }
+            let appliedBody = AppliedSequenceRecord.encode(lastSequence)
+            try txn.put(tables.meta, key: StoreTables.appliedKey,
+                        value: RecordFrame.encode(kind: .appliedSequence, codec: .raw, key: StoreTables.appliedKey, stored: appliedBody, rawLength: appliedBody.count))
+        }
+        // LMDB now holds everything journaled: readers find it there.
+        state.withLock { state in
+            state.documents.removeAll(keepingCapacity: true)
+            state.journalBytes = 0
+        }
+        writer.dirtyDocuments.removeAll(keepingCapacity: true)
+        journal.close()
+        writer.journal = nil
+        do {
+            writer.journal = try Journal.create(directory: directory, baseSequence: lastSequence + 1)
+        } catch {
+            throw poison(error.description)
+        }
+        metrics.applies.increment()
+        metrics.applyLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+    }
+
+    /// Writes one document's journaled changes: truncation (moving truncated op IDs that are still in
+    /// the dedupe window to `dedupe` records), new op chunks, and the document record.
+    private func applyDocument(_ txn: borrowing WriteTransaction, _ document: DocumentID, view: DocumentView, cutoff: Int64) throws {
+        var record = try tables.readDocumentRecord(txn, document) ?? .empty
+        let oldestKept = view.head > UInt64(options.dedupeWindowOps) ? view.head - UInt64(options.dedupeWindowOps) + 1 : 1
+        if view.floor > record.floor {
+            let freed = try removeChunks(txn, document, below: view.floor, oldestKept: oldestKept, cutoff: cutoff)
+            record.chunkBytes -= min(record.chunkBytes, freed)
+        }
+        try pruneDedupeRecords(txn, document, oldestKept: oldestKept, cutoff: cutoff)
+        if let first = view.pending.first?.revision, first != record.head + 1 {
+            throw OpLogError.corruption(CorruptionLocation(area: "journal", document: document, revision: first),
+                                        detail: "journaled ops start at \(first) but LMDB's head is \(record.head)")
+        }
+        // Ops truncated before they were applied: only their op IDs are kept, as a dedupe record.
+        let truncated = view.pending.prefix { $0.revision < view.floor }
+        try rememberOpIDs(txn, document, of: truncated, oldestKept: oldestKept, cutoff: cutoff)
+        let retained = view.pending[truncated.endIndex...]
+        var start = retained.startIndex
+        while start < retained.endIndex {
+            var end = start
+            var size = 0
+            while end < retained.endIndex && (end == start || size < Limits.chunkRawBytesTarget) {
+                size += retained[end].payload.count + retained[end].author.count + 24
+                end += 1
+            }
+            let chunk = retained[start..<end]
+            let key = KeyCoding.revisionKey(document, chunk.first!.revision)
+            let value = try RecordFrame.encode(kind: .opChunk, key: key, body: OpChunkRecord.encode(chunk), compressionLevel: options.compressionLevel)
+            try txn.put(tables.ops, key: key, value: value)
+            record.chunkBytes += UInt64(value.count)
+            start = end
+        }
+        record.head = view.head
+        record.floor = view.floor
+        record.lastServerTimeMilliseconds = view.lastServerTimeMilliseconds
+        let key = KeyCoding.documentKey(document)
+        try txn.put(tables.documents, key: key, value: RecordFrame.encode(kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: 32))
+    }
+
+    /// Deletes chunks whose ops are all below `floor`; returns the stored bytes freed.
+    private func removeChunks(_ txn: borrowing WriteTransaction, _ document: DocumentID, below floor: Revision,
+                              oldestKept: Revision, cutoff: Int64) throws -> UInt64 {
+        var freed: UInt64 = 0
+        try txn.withCursor(tables.ops) { cursor in
+            var entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
+            while let current = entry, KeyCoding.belongs(current.key, to: document) {
+                let ops = try decodeChunk(current, document: document)
+                guard let last = ops.last, last.revision < floor else { break }
+                try rememberOpIDs(txn, document, of: ops[...], oldestKept: oldestKept, cutoff: cutoff)
+                freed += UInt64(current.value.count)
+                try cursor.deleteCurrent()
+                entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
+            }
+        }
+        return freed
+    }
+
+    /// Writes a dedupe record for the ops still inside the dedupe window (a suffix: revisions and
+    /// server times both increase).
+    private func rememberOpIDs(_ txn: borrowing WriteTransaction, _ document: DocumentID, of ops: ArraySlice<StoredOp>,
+                               oldestKept: Revision, cutoff: Int64) throws {
+        let remembered = ops.filter { $0.revision >= oldestKept && $0.serverTimeMilliseconds >= cutoff }
+        guard let first = remembered.first else { return }
+        let record = DedupeRecord(firstRevision: first.revision, entries: remembered.map { ($0.opID, $0.serverTimeMilliseconds) })
+        let key = KeyCoding.revisionKey(document, first.revision)
+        try txn.put(tables.dedupe, key: key, value: RecordFrame.encode(kind: .dedupe, key: key, body: record.encode(), compressionLevel: 0))
+    }
+
+    /// Deletes dedupe records wholly outside the window.
+    private func pruneDedupeRecords(_ txn: borrowing WriteTransaction, _ document: DocumentID, oldestKept: Revision, cutoff: Int64) throws {
+        try txn.withCursor(tables.dedupe) { cursor in
+            var entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
+            while let current = entry, KeyCoding.belongs(current.key, to: document) {
+                let record = try decodeDedupe(current, document: document)
+                let lastRevision = record.firstRevision + UInt64(record.entries.count) - 1
+                guard lastRevision < oldestKept || (record.entries.last?.serverTime ?? 0) < cutoff else { break }
+                try cursor.deleteCurrent()
+                entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
+            }
+        }
+    }
+}

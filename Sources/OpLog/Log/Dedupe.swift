@@ -1,0 +1,90 @@
+import OpLogStorage
+
+/// Op IDs a document accepted recently, for idempotent retries.
+///
+/// Kept in memory, in revision order, and rebuilt on a document's first append after open from
+/// what is stored anyway: retained op chunks, the `dedupe` records that keep IDs of truncated ops,
+/// and the journal. This is why an append never touches a random B-tree page keyed by a random ID.
+struct DedupeIndex {
+    private var revisions: [OpID: Revision] = [:]
+    private var order: [(id: OpID, revision: Revision, time: Int64)] = []
+    private var start = 0
+
+    var count: Int { order.count - start }
+
+    func revision(of id: OpID) -> Revision? { revisions[id] }
+
+    mutating func insert(_ id: OpID, revision: Revision, time: Int64) {
+        revisions[id] = revision
+        order.append((id, revision, time))
+    }
+
+    /// Forgets IDs beyond the window: more than `keepingOps` behind, or older than `cutoff`.
+    mutating func prune(keepingOps: Int, cutoff: Int64) {
+        while count > 0 && (count > keepingOps || order[start].time < cutoff) {
+            let oldest = order[start]
+            // The same ID may have been accepted again after it left the window; keep the newer one.
+            if revisions[oldest.id] == oldest.revision { revisions[oldest.id] = nil }
+            start += 1
+        }
+        if start > 4096 && start * 2 > order.count {
+            order.removeFirst(start)
+            start = 0
+        }
+    }
+}
+
+extension OpLogStore {
+    /// The dedupe index of `document`, loading it on first use.
+    func dedupeIndex(_ document: DocumentID, view: DocumentView, writer: WriterState) throws(OpLogError) -> DedupeIndex {
+        if let index = writer.dedupe[document] { return index }
+        var index = DedupeIndex()
+        let oldest = view.head > UInt64(options.dedupeWindowOps) ? view.head - UInt64(options.dedupeWindowOps) + 1 : 1
+        let lmdbEnd = view.pending.first?.revision ?? (view.head + 1)
+        do {
+            try tables.environment.read { txn in
+                for database in [tables.dedupe, tables.ops] {
+                    try txn.withCursor(database) { cursor in
+                        var entry = try cursor.seek(atOrBefore: KeyCoding.revisionKey(document, oldest))
+                        if let found = entry, !KeyCoding.belongs(found.key, to: document) { entry = try cursor.next() }
+                        while let current = entry, KeyCoding.belongs(current.key, to: document) {
+                            for (id, revision, time) in try dedupeEntries(current, document: document, isChunk: database == tables.ops)
+                            where revision >= oldest && revision < lmdbEnd && index.revision(of: id) == nil {
+                                index.insert(id, revision: revision, time: time)
+                            }
+                            entry = try cursor.next()
+                        }
+                    }
+                }
+            }
+        } catch { throw OpLogError.wrap(error) }
+        for op in view.pending { index.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds) }
+        index.prune(keepingOps: options.dedupeWindowOps, cutoff: currentTimeMilliseconds() - options.dedupeWindowMilliseconds)
+        writer.dedupe[document] = index
+        // Bound memory: indexes are rebuilt on demand, so dropping others is only a cost, never a loss.
+        if writer.dedupe.count > 4096, let victim = writer.dedupe.keys.first(where: { $0 != document }) {
+            writer.dedupe[victim] = nil
+        }
+        return index
+    }
+
+    private func dedupeEntries(_ entry: Entry, document: DocumentID, isChunk: Bool) throws(OpLogError) -> [(OpID, Revision, Int64)] {
+        if isChunk {
+            return try decodeChunk(entry, document: document).map { ($0.opID, $0.revision, $0.serverTimeMilliseconds) }
+        }
+        let record = try decodeDedupe(entry, document: document)
+        return record.entries.enumerated().map { ($1.opID, record.firstRevision + UInt64($0), $1.serverTime) }
+    }
+
+    func decodeDedupe(_ entry: Entry, document: DocumentID) throws(OpLogError) -> DedupeRecord {
+        let revision = KeyCoding.parseRevisionKey(entry.key)?.revision
+        let location = CorruptionLocation(area: "dedupe", document: document, revision: revision)
+        let body = try StoreTables.decodeFrame(entry.value, key: entry.key, kind: .dedupe, location: location)
+        let record: DedupeRecord
+        do { record = try DedupeRecord.decode(body) } catch { throw .corruption(location, detail: error.description) }
+        guard record.firstRevision == revision else {
+            throw .corruption(location, detail: "dedupe record starts at \(record.firstRevision), its key says \(revision ?? 0)")
+        }
+        return record
+    }
+}

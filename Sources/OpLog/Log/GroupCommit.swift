@@ -1,0 +1,230 @@
+import Foundation
+import OpLogStorage
+
+/// A document as one group commit sees it: the committed view plus this group's changes.
+struct ScratchDocument {
+    var view: DocumentView
+    /// Op IDs this group accepted, not yet in the dedupe index.
+    var newIDs: [OpID: Revision] = [:]
+    var changed = false
+}
+
+extension OpLogStore {
+    /// Runs a group of appends and truncations as one journal record and one sync.
+    ///
+    /// Each request is validated against the state left by the requests before it in the group; a
+    /// failing request fails alone and its changes are discarded. Callers are resumed only after the
+    /// record is durable, and the shared state is updated before that (read-after-acknowledge).
+    func commitGroup(_ group: [WriteRequest], writer: WriterState) {
+        let started = DispatchTime.now().uptimeNanoseconds
+        if let failure = state.withLock({ $0.failure }) {
+            group.forEach { $0.fail(failure) }
+            return
+        }
+        var scratch: [DocumentID: ScratchDocument] = [:]
+        var entries: [JournalEntry] = []
+        var outcomes: [Result<[AppendResult], OpLogError>] = []
+        var journaled: [Bool] = []
+        let now = currentTimeMilliseconds()
+        for request in group {
+            let before = entries.count
+            do {
+                switch request {
+                case let .append(batch, _):
+                    outcomes.append(.success(try stageAppend(batch, scratch: &scratch, entries: &entries, writer: writer, now: now)))
+                case let .truncate(document, floor, _):
+                    try stageTruncate(document, floor: floor, scratch: &scratch, entries: &entries, writer: writer)
+                    outcomes.append(.success([]))
+                default:
+                    outcomes.append(.failure(.invalidArgument("not a journaled request")))
+                }
+            } catch {
+                outcomes.append(.failure(error))
+            }
+            journaled.append(entries.count > before)
+        }
+        if !entries.isEmpty {
+            do {
+                try writeJournalRecord(entries, writer: writer)
+            } catch {
+                for (index, request) in group.enumerated() {
+                    if journaled[index] { outcomes[index] = .failure(error) }
+                    _ = request
+                }
+                resume(group, outcomes)
+                return
+            }
+            publish(scratch, writer: writer)
+        }
+        resume(group, outcomes)
+        metrics.commits.increment()
+        metrics.opsPerCommit.record(group.reduce(0) { $0 + $1.opCount })
+        metrics.commitLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+        if let journal = writer.journal, journal.recordBytes >= options.journalApplyBytes {
+            do { try applyJournal(writer: writer) } catch {
+                options.logger.error("journal apply failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func resume(_ group: [WriteRequest], _ outcomes: [Result<[AppendResult], OpLogError>]) {
+        for (request, outcome) in zip(group, outcomes) {
+            switch (request, outcome) {
+            case let (.append(_, continuation), .success(results)): continuation.resume(returning: results)
+            case let (.truncate(_, _, continuation), .success): continuation.resume()
+            case let (_, .failure(error)): request.fail(error)
+            default: request.fail(.invalidArgument("not a journaled request"))
+            }
+        }
+    }
+
+    /// The committed view of a document for staging: memory first, else LMDB, else a new document.
+    private func scratchDocument(_ document: DocumentID, scratch: [DocumentID: ScratchDocument]) throws(OpLogError) -> ScratchDocument {
+        if let existing = scratch[document] { return existing }
+        if let (view, _) = try currentView(of: document) { return ScratchDocument(view: view) }
+        return ScratchDocument(view: DocumentView(record: .empty))
+    }
+
+    private func stageAppend(_ batch: [DocumentAppend], scratch: inout [DocumentID: ScratchDocument], entries: inout [JournalEntry],
+                             writer: WriterState, now: Int64) throws(OpLogError) -> [AppendResult] {
+        try validate(batch)
+        var local: [DocumentID: ScratchDocument] = [:]
+        var newEntries: [JournalEntry] = []
+        var results: [AppendResult] = []
+        var addedBytes = 0
+        for part in batch {
+            var document = try scratchDocument(part.document, scratch: scratch)
+            let committed = try currentView(of: part.document)?.view ?? DocumentView(record: .empty)
+            let index = try dedupeIndex(part.document, view: committed, writer: writer)
+            let known = part.ops.map { document.newIDs[$0.opID] ?? index.revision(of: $0.opID) }
+            let acceptedCount = known.count(where: { $0 != nil })
+            if acceptedCount == part.ops.count {
+                results.append(AppendResult(revisions: known.compactMap { $0 }, wasRetry: true))
+                continue
+            }
+            if acceptedCount > 0 {
+                throw .partialRetry(document: part.document, acceptedCount: acceptedCount, newCount: part.ops.count - acceptedCount)
+            }
+            if let expected = part.expectedHead, expected != document.view.head {
+                throw .conflict(document: part.document, expectedHead: expected, actualHead: document.view.head)
+            }
+            let serverTime = max(now, document.view.lastServerTimeMilliseconds)
+            let first = document.view.head + 1
+            let stored = part.ops.enumerated().map { index, op in
+                StoredOp(revision: first + UInt64(index), opID: op.opID, author: op.author,
+                         clientTimeMilliseconds: op.clientTimeMilliseconds, serverTimeMilliseconds: serverTime, payload: op.payload)
+            }
+            for op in stored { document.newIDs[op.opID] = op.revision }
+            let bytes = stored.reduce(0) { $0 + $1.payload.count + $1.author.count + 20 }
+            addedBytes += bytes
+            document.view.head += UInt64(stored.count)
+            document.view.lastServerTimeMilliseconds = serverTime
+            document.view.pending.append(contentsOf: stored)
+            document.view.pendingBytes += bytes
+            document.changed = true
+            local[part.document] = document
+            newEntries.append(.ops(document: part.document, ops: stored))
+            results.append(AppendResult(revisions: stored.map(\.revision), wasRetry: false))
+        }
+        if addedBytes > 0 {
+            let staged = entries.reduce(0) { total, entry in
+                if case let .ops(_, ops) = entry { return total + ops.reduce(0) { $0 + $1.payload.count + 40 } }
+                return total
+            }
+            try checkSpace(adding: staged + addedBytes, writer: writer)
+        }
+        scratch.merge(local) { $1 }
+        entries.append(contentsOf: newEntries)
+        return results
+    }
+
+    private func validate(_ batch: [DocumentAppend]) throws(OpLogError) {
+        var documents: Set<DocumentID> = []
+        var totalBytes = 0
+        for part in batch {
+            guard documents.insert(part.document).inserted else {
+                throw .duplicateInBatch(document: part.document, detail: "the document appears more than once")
+            }
+            guard !part.ops.isEmpty else { throw .invalidArgument("an append to '\(part.document)' has no ops") }
+            guard part.ops.count <= Limits.opsPerAppendMax else {
+                throw .limitExceeded(.opsPerAppend, value: part.ops.count, maximum: Limits.opsPerAppendMax)
+            }
+            var ids: Set<OpID> = []
+            for op in part.ops {
+                guard op.author.count <= Limits.authorBytesMax else {
+                    throw .limitExceeded(.authorBytes, value: op.author.count, maximum: Limits.authorBytesMax)
+                }
+                guard op.payload.count <= Limits.payloadBytesMax else {
+                    throw .limitExceeded(.payloadBytes, value: op.payload.count, maximum: Limits.payloadBytesMax)
+                }
+                guard ids.insert(op.opID).inserted else {
+                    throw .duplicateInBatch(document: part.document, detail: "op ID \(op.opID) appears more than once")
+                }
+                totalBytes += op.payload.count
+            }
+        }
+        guard totalBytes <= Limits.batchPayloadBytesMax else {
+            throw .limitExceeded(.batchPayloadBytes, value: totalBytes, maximum: Limits.batchPayloadBytesMax)
+        }
+    }
+
+    private func stageTruncate(_ document: DocumentID, floor: Revision, scratch: inout [DocumentID: ScratchDocument],
+                               entries: inout [JournalEntry], writer: WriterState) throws(OpLogError) {
+        var staged = try scratchDocument(document, scratch: scratch)
+        guard staged.view.head > 0 else { throw .documentNotFound(document) }
+        if floor <= staged.view.floor { return }
+        guard floor <= staged.view.head + 1 else {
+            throw .beyondHead(document: document, requested: floor - 1, head: staged.view.head)
+        }
+        let snapshot: Revision?
+        do { snapshot = try latestSnapshotRevision(document, atOrBelow: floor - 1) } catch { throw OpLogError.wrap(error) }
+        guard snapshot == floor - 1 else { throw .snapshotRequired(document: document, revision: floor - 1) }
+        staged.view.floor = floor
+        // Journaled ops below the new floor stay in `pending` until the apply: their op IDs must
+        // reach the dedupe records even though the ops themselves are never written to LMDB.
+        staged.view.pendingBytes = retainedPendingBytes(staged.view)
+        staged.changed = true
+        scratch[document] = staged
+        entries.append(.truncate(document: document, floor: floor))
+    }
+
+    /// Appends one journal record and syncs it (in the full durability mode).
+    private func writeJournalRecord(_ entries: [JournalEntry], writer: WriterState) throws(OpLogError) {
+        guard let journal = writer.journal else { throw poison("the journal is not open") }
+        let frame: [UInt8]
+        do {
+            frame = try JournalCoding.encodeFrame(JournalRecord(sequence: journal.nextSequence, entries: entries),
+                                                  compressionLevel: options.journalCompressionLevel)
+        } catch { throw OpLogError.wrap(error) }
+        guard frame.count <= Limits.journalRecordBytesMax else {
+            throw .limitExceeded(.batchPayloadBytes, value: frame.count, maximum: Limits.journalRecordBytesMax)
+        }
+        let syncStarted = DispatchTime.now().uptimeNanoseconds
+        do {
+            try journal.append(frame, sync: options.durability == .full)
+        } catch {
+            // The record may be partly on disk, and a failed sync may have dropped earlier pages.
+            throw poison(error.description)
+        }
+        metrics.syncLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - syncStarted))
+        state.withLock { $0.journalBytes += frame.count }
+    }
+
+    /// Makes a durable group visible: views first (read-after-acknowledge), then the dedupe indexes.
+    private func publish(_ scratch: [DocumentID: ScratchDocument], writer: WriterState) {
+        let changed = scratch.filter { $0.value.changed }
+        state.withLock { state in
+            for (document, staged) in changed { state.documents[document] = staged.view }
+        }
+        let cutoff = currentTimeMilliseconds() - options.dedupeWindowMilliseconds
+        for (document, staged) in changed {
+            writer.dirtyDocuments.insert(document)
+            guard var index = writer.dedupe[document] else { continue }
+            for (id, revision) in staged.newIDs.sorted(by: { $0.value < $1.value }) {
+                index.insert(id, revision: revision, time: staged.view.lastServerTimeMilliseconds)
+            }
+            index.prune(keepingOps: options.dedupeWindowOps, cutoff: cutoff)
+            writer.dedupe[document] = index
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import OpLogStorage
+
+/// Snapshot writes and document deletion: direct LMDB commits on the writer thread.
+///
+/// Snapshots bypass the journal because they are large and rare: journaling them would write every
+/// snapshot twice. A truncation, which is journaled, is only accepted once the snapshot it relies on
+/// is committed, so no crash can leave a retained revision without ops or snapshot to replay from.
+extension OpLogStore {
+    func writeSnapshot(_ bytes: [UInt8], of document: DocumentID, at revision: Revision, writer: WriterState) throws(OpLogError) {
+        let head = try currentView(of: document)?.view.head ?? 0
+        guard head > 0 else { throw .documentNotFound(document) }
+        guard revision >= 1, revision <= head else { throw .beyondHead(document: document, requested: revision, head: head) }
+        try checkSpace(adding: bytes.count, writer: writer)
+        let key = KeyCoding.revisionKey(document, revision)
+        let body = SnapshotRecord.encode(revision: revision, createdAt: currentTimeMilliseconds(), bytes: bytes)
+        let value: [UInt8]
+        do { value = try RecordFrame.encode(kind: .snapshot, key: key, body: body, compressionLevel: options.compressionLevel) } catch {
+            throw OpLogError.wrap(error)
+        }
+        try writeGrowing(writer: writer, allowReserve: false) { txn in
+            try txn.put(tables.snapshots, key: key, value: value)
+        }
+    }
+
+    func removeSnapshot(of document: DocumentID, at revision: Revision, writer: WriterState) throws(OpLogError) {
+        let floor = try currentView(of: document)?.view.floor ?? 1
+        if floor > 1 && revision == floor - 1 { throw .snapshotProtected(document: document, revision: revision) }
+        let deleted = try writeGrowing(writer: writer, allowReserve: true) { txn in
+            try txn.delete(tables.snapshots, key: KeyCoding.revisionKey(document, revision))
+        }
+        if !deleted { throw .snapshotNotFound(document: document, revision: revision) }
+    }
+
+    /// Applies the journal first, so that no journaled op of the document can reappear at recovery,
+    /// then removes every record of the document in one commit.
+    func removeDocument(_ document: DocumentID, writer: WriterState) throws(OpLogError) {
+        try applyJournal(writer: writer)
+        try writeGrowing(writer: writer, allowReserve: true) { txn in
+            try txn.delete(tables.documents, key: KeyCoding.documentKey(document))
+            for database in [tables.ops, tables.snapshots, tables.dedupe] {
+                try txn.withCursor(database) { cursor in
+                    var entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
+                    while let current = entry, KeyCoding.belongs(current.key, to: document) {
+                        try cursor.deleteCurrent()
+                        entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
+                    }
+                }
+            }
+        }
+        writer.dedupe[document] = nil
+    }
+}

@@ -1,0 +1,124 @@
+import OpLogStorage
+
+/// Where damaged bytes were found: enough to name the record in a report and to act on it.
+public struct CorruptionLocation: Sendable, Equatable, CustomStringConvertible {
+    /// Which part of the store: `ops`, `snapshots`, `documents`, `dedupe`, `meta`, `journal`, `lmdb`.
+    public var area: String
+    public var document: DocumentID?
+    public var revision: Revision?
+
+    public init(area: String, document: DocumentID? = nil, revision: Revision? = nil) {
+        self.area = area
+        self.document = document
+        self.revision = revision
+    }
+
+    public var description: String {
+        var text = area
+        if let document { text += " document '\(document)'" }
+        if let revision { text += " revision \(revision)" }
+        return text
+    }
+}
+
+/// Every error OpLog throws. Payload bytes never appear in a description.
+public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The append stated an expected head and the document's head differs. Nothing was written.
+    case conflict(document: DocumentID, expectedHead: Revision, actualHead: Revision)
+    /// Some op IDs of the append were accepted before and some are new: the store will not guess
+    /// which part is a retry. Nothing was written.
+    case partialRetry(document: DocumentID, acceptedCount: Int, newCount: Int)
+    /// The same op ID appears twice in one append, or a document twice in one batch.
+    case duplicateInBatch(document: DocumentID, detail: String)
+    /// Reading below the truncation floor. `latestSnapshot` is the newest snapshot at or below the
+    /// floor's predecessor, from which a client can be sent snapshot + ops from `floor`.
+    case belowFloor(document: DocumentID, requested: Revision, floor: Revision, latestSnapshot: Revision?)
+    /// A revision above the document's head.
+    case beyondHead(document: DocumentID, requested: Revision, head: Revision)
+    /// Truncating below `revision + 1` needs a snapshot at exactly `revision`.
+    case snapshotRequired(document: DocumentID, revision: Revision)
+    /// The snapshot at `revision` covers the truncation floor; deleting it would leave retained
+    /// revisions unreplayable.
+    case snapshotProtected(document: DocumentID, revision: Revision)
+    case snapshotNotFound(document: DocumentID, revision: Revision)
+    case documentNotFound(DocumentID)
+    /// A documented limit (see `Limits`) was exceeded.
+    case limitExceeded(LimitName, value: Int, maximum: Int)
+    case invalidArgument(String)
+    /// Stored bytes failed their checksum or do not decode: the named record is damaged.
+    case corruption(CorruptionLocation, detail: String)
+    /// The map reached `StoreOptions.mapSizeMaximumBytes`. Reads work; deletions and truncations
+    /// still succeed, and appends work again once space is freed.
+    case storageFull(detail: String)
+    /// The directory exists but holds something other than an OpLog store.
+    case notAStore(path: String, detail: String)
+    /// The store was written by a newer format version than this code reads.
+    case unsupportedFormatVersion(found: UInt32, supported: UInt32)
+    /// Another process has the store open for writing.
+    case lockedByAnotherProcess(path: String)
+    /// The store was opened read-only.
+    case readOnly
+    case closed
+    /// An I/O failure left the in-memory state uncertain; close and reopen the store.
+    case reopenRequired(reason: String)
+    /// LMDB, zlib or the file system failed.
+    case storage(StorageError)
+
+    public var description: String {
+        switch self {
+        case let .conflict(document, expected, actual):
+            return "conflict on document '\(document)': expected head \(expected), actual head \(actual)"
+        case let .partialRetry(document, accepted, new):
+            return "append to '\(document)' mixes \(accepted) already-accepted op IDs with \(new) new ones; nothing written"
+        case let .duplicateInBatch(document, detail):
+            return "duplicate in batch for document '\(document)': \(detail)"
+        case let .belowFloor(document, requested, floor, snapshot):
+            let hint = snapshot.map { "latest snapshot at revision \($0)" } ?? "no snapshot"
+            return "revision \(requested) of '\(document)' is below the floor \(floor) (\(hint))"
+        case let .beyondHead(document, requested, head):
+            return "revision \(requested) of '\(document)' is beyond the head \(head)"
+        case let .snapshotRequired(document, revision):
+            return "truncating '\(document)' to floor \(revision + 1) needs a snapshot at revision \(revision)"
+        case let .snapshotProtected(document, revision):
+            return "snapshot \(revision) of '\(document)' covers the floor and cannot be deleted"
+        case let .snapshotNotFound(document, revision):
+            return "no snapshot of '\(document)' at revision \(revision)"
+        case let .documentNotFound(document):
+            return "no document '\(document)'"
+        case let .limitExceeded(name, value, maximum):
+            return "limit \(name.rawValue) exceeded: \(value) > \(maximum)"
+        case let .invalidArgument(detail):
+            return "invalid argument: \(detail)"
+        case let .corruption(location, detail):
+            return "corruption in \(location): \(detail)"
+        case let .storageFull(detail):
+            return "storage full: \(detail)"
+        case let .notAStore(path, detail):
+            return "'\(path)' is not an OpLog store: \(detail)"
+        case let .unsupportedFormatVersion(found, supported):
+            return "store format version \(found) is newer than this build reads (\(supported))"
+        case let .lockedByAnotherProcess(path):
+            return "store '\(path)' is open for writing in another process"
+        case .readOnly:
+            return "store is open read-only"
+        case .closed:
+            return "store is closed"
+        case let .reopenRequired(reason):
+            return "store must be reopened: \(reason)"
+        case let .storage(error):
+            return error.description
+        }
+    }
+}
+
+extension OpLogError {
+    /// Wraps an error from the storage layer (or passes an `OpLogError` through).
+    static func wrap(_ error: any Error) -> OpLogError {
+        if let error = error as? OpLogError { return error }
+        if let error = error as? StorageError {
+            if error.isLMDBCorruption { return .corruption(CorruptionLocation(area: "lmdb"), detail: error.description) }
+            return .storage(error)
+        }
+        return .invalidArgument("unexpected error: \(error)")
+    }
+}

@@ -1,0 +1,65 @@
+import Logging
+
+/// What a system crash (power loss, kernel panic) may do to acknowledged work. A process crash
+/// loses nothing acknowledged in any mode: the data is in the operating system's page cache.
+public enum Durability: String, Sendable, CaseIterable {
+    /// ACID. An append returns only after the journal's `fdatasync` returned; LMDB commits (applies,
+    /// snapshots, deletions) are synced too. A system crash loses nothing acknowledged.
+    case full
+    /// ACI. Appends are written to the journal but not synced; everything is synced when the
+    /// journal is applied to LMDB (about every `journalApplyBytes`) and at close. A system crash may
+    /// lose the most recently acknowledged appends, never a prefix with holes, and never corrupts the
+    /// store: torn journal records fail their checksum and are dropped at open.
+    case lastAppendsMayBeLost
+    /// Nothing is synced, LMDB included (`MDB_NOSYNC`). A system crash may lose acknowledged work
+    /// and, on file systems that reorder writes (ext4 does not promise order), corrupt the store.
+    /// For tests and bulk loads that can be redone.
+    case mayCorruptOnSystemCrash
+}
+
+/// Options for opening a store. Every field has a documented default and bound.
+public struct StoreOptions: Sendable {
+    public var durability: Durability = .full
+    /// Map size LMDB starts with. Grown (doubled) on demand up to `mapSizeMaximumBytes`.
+    public var mapSizeInitialBytes: Int = 64 << 20
+    /// The store never grows beyond this; then appends fail with `OpLogError.storageFull`.
+    public var mapSizeMaximumBytes: Int = 64 << 30
+    /// Space held back from appends and snapshots so that truncations and deletions, which need
+    /// a few pages to free many, still succeed when the store is full.
+    public var reservedBytesForDeletion: Int = 2 << 20
+    /// zlib level for records in LMDB (0 stores everything raw, 1–9 compress where it pays).
+    public var compressionLevel: Int32 = 6
+    /// zlib level for journal records; low, because it runs on every acknowledgement.
+    public var journalCompressionLevel: Int32 = 1
+    /// Apply the journal to LMDB once it holds this many bytes (1 MiB ... 1 GiB).
+    public var journalApplyBytes: Int = 4 << 20
+    /// Op IDs remembered per document for retries, independent of truncation.
+    public var dedupeWindowOps: Int = 100_000
+    /// Op IDs older than this are forgotten (24 hours by default).
+    public var dedupeWindowMilliseconds: Int64 = 24 * 3600 * 1000
+    /// Most ops coalesced into one group commit (a caller's ops are never split).
+    public var groupCommitMaxOps: Int = 8192
+    /// Most payload bytes coalesced into one group commit.
+    public var groupCommitMaxBytes: Int = 8 << 20
+    /// Open without writing: no journal apply, no appends. Other processes may write meanwhile.
+    public var readOnly: Bool = false
+    public var logger: Logger = Logger(label: "oplog")
+
+    public init() {}
+
+    func validate() throws(OpLogError) {
+        func require(_ condition: Bool, _ message: String) throws(OpLogError) {
+            if !condition { throw .invalidArgument(message) }
+        }
+        try require(mapSizeInitialBytes >= 1 << 20, "mapSizeInitialBytes must be at least 1 MiB")
+        try require(mapSizeMaximumBytes >= mapSizeInitialBytes, "mapSizeMaximumBytes must be at least mapSizeInitialBytes")
+        try require(reservedBytesForDeletion >= 0 && reservedBytesForDeletion < mapSizeMaximumBytes / 2, "reservedBytesForDeletion must be below half the maximum map size")
+        try require((0...9).contains(compressionLevel), "compressionLevel must be 0...9")
+        try require((0...9).contains(journalCompressionLevel), "journalCompressionLevel must be 0...9")
+        try require((1 << 20...1 << 30).contains(journalApplyBytes), "journalApplyBytes must be 1 MiB ... 1 GiB")
+        try require((1...Limits.dedupeOpsPerDocumentMax).contains(dedupeWindowOps), "dedupeWindowOps must be 1...\(Limits.dedupeOpsPerDocumentMax)")
+        try require(dedupeWindowMilliseconds >= 0, "dedupeWindowMilliseconds must not be negative")
+        try require((1...1_000_000).contains(groupCommitMaxOps), "groupCommitMaxOps must be 1...1,000,000")
+        try require((1 << 16...Limits.journalRecordBytesMax / 2).contains(groupCommitMaxBytes), "groupCommitMaxBytes must be 64 KiB ... 32 MiB")
+    }
+}

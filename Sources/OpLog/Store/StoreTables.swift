@@ -1,0 +1,69 @@
+import OpLogStorage
+
+/// The LMDB environment and its named databases (FORMAT.md, "Environment").
+struct StoreTables: Sendable {
+    let environment: Environment
+    /// `meta`: format version and applied journal sequence.
+    let meta: Database
+    /// `documents`: document ID → document record.
+    let documents: Database
+    /// `ops`: (document, first revision) → op chunk.
+    let ops: Database
+    /// `snapshots`: (document, revision) → snapshot.
+    let snapshots: Database
+    /// `dedupe`: (document, first revision) → op IDs of truncated ops still in the dedupe window.
+    let dedupe: Database
+
+    static let formatKey = Array("format".utf8)
+    static let appliedKey = Array("applied".utf8)
+    static let names = ["meta", "documents", "ops", "snapshots", "dedupe"]
+
+    static func open(directory: String, options: StoreOptions, mapSizeBytes: Int) throws -> StoreTables {
+        var configuration = EnvironmentConfiguration(mapSizeBytes: mapSizeBytes)
+        configuration.readOnly = options.readOnly
+        configuration.skipSync = options.durability == .mayCorruptOnSystemCrash
+        let environment = try Environment(directory: directory, configuration: configuration)
+        let create = !options.readOnly
+        do {
+            return StoreTables(
+                environment: environment,
+                meta: try environment.openDatabase(named: "meta", create: create),
+                documents: try environment.openDatabase(named: "documents", create: create),
+                ops: try environment.openDatabase(named: "ops", create: create),
+                snapshots: try environment.openDatabase(named: "snapshots", create: create),
+                dedupe: try environment.openDatabase(named: "dedupe", create: create))
+        } catch let error as StorageError where error.kind == .lmdb(-30798) {
+            environment.close()
+            throw OpLogError.notAStore(path: directory, detail: "the LMDB file lacks OpLog's named databases")
+        }
+    }
+
+    /// Reads and checks a framed record; damage becomes `OpLogError.corruption` at `location`.
+    static func decodeFrame(_ value: [UInt8], key: [UInt8], kind: RecordKind, location: CorruptionLocation) throws(OpLogError) -> [UInt8] {
+        do { return try RecordFrame.decode(value, key: key, expecting: kind) } catch {
+            throw .corruption(location, detail: error.description)
+        }
+    }
+
+    func readDocumentRecord(_ txn: borrowing Transaction, _ document: DocumentID) throws -> DocumentRecord? {
+        let key = KeyCoding.documentKey(document)
+        guard let value = try txn.get(documents, key: key) else { return nil }
+        let location = CorruptionLocation(area: "documents", document: document)
+        let body = try Self.decodeFrame(value, key: key, kind: .document, location: location)
+        do { return try DocumentRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
+    }
+
+    func readAppliedSequence(_ txn: borrowing Transaction) throws -> UInt64 {
+        guard let value = try txn.get(meta, key: Self.appliedKey) else { return 0 }
+        let location = CorruptionLocation(area: "meta")
+        let body = try Self.decodeFrame(value, key: Self.appliedKey, kind: .appliedSequence, location: location)
+        do { return try AppliedSequenceRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
+    }
+
+    func readFormat(_ txn: borrowing Transaction) throws -> FormatRecord? {
+        guard let value = try txn.get(meta, key: Self.formatKey) else { return nil }
+        let location = CorruptionLocation(area: "meta")
+        let body = try Self.decodeFrame(value, key: Self.formatKey, kind: .format, location: location)
+        do { return try FormatRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
+    }
+}

@@ -1,0 +1,168 @@
+/// A revision number. Per document, revisions start at 1 and are gap-free and strictly increasing
+/// forever; 0 means "no ops yet".
+public typealias Revision = UInt64
+
+/// A document's identifier: 1 to `Limits.documentIDBytesMax` UTF-8 bytes, no NUL byte.
+public struct DocumentID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let value: String
+    let utf8: [UInt8]
+
+    /// Validates and wraps `value`.
+    /// - Throws: `OpLogError.invalidArgument` for an empty ID or one containing NUL;
+    ///   `OpLogError.limitExceeded` when longer than `Limits.documentIDBytesMax`.
+    public init(_ value: String) throws(OpLogError) {
+        let bytes = Array(value.utf8)
+        guard !bytes.isEmpty else { throw .invalidArgument("a document ID must not be empty") }
+        guard bytes.count <= Limits.documentIDBytesMax else {
+            throw .limitExceeded(.documentIDBytes, value: bytes.count, maximum: Limits.documentIDBytesMax)
+        }
+        // NUL separates the ID from the revision in keys, so it cannot appear inside an ID.
+        guard !bytes.contains(0) else { throw .invalidArgument("a document ID must not contain a NUL byte") }
+        self.value = value
+        self.utf8 = bytes
+    }
+
+    /// Rebuilds an ID from key bytes; nil when they are not a valid ID (damaged key).
+    init?(keyBytes: ArraySlice<UInt8>) {
+        guard let string = String(validating: keyBytes, as: UTF8.self), let id = try? DocumentID(string) else {
+            return nil
+        }
+        self = id
+    }
+
+    public var description: String { value }
+    public static func < (lhs: DocumentID, rhs: DocumentID) -> Bool { lhs.utf8.lexicographicallyPrecedes(rhs.utf8) }
+    public static func == (lhs: DocumentID, rhs: DocumentID) -> Bool { lhs.utf8 == rhs.utf8 }
+    public func hash(into hasher: inout Hasher) { hasher.combine(utf8) }
+}
+
+/// A client-chosen 16-byte operation ID, used to recognise retries.
+public struct OpID: Hashable, Sendable, CustomStringConvertible {
+    public let high: UInt64
+    public let low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// From exactly 16 bytes (big-endian halves, so the bytes read as a UUID would).
+    public init(bytes: [UInt8]) throws(OpLogError) {
+        guard bytes.count == 16 else { throw .invalidArgument("an op ID has 16 bytes, got \(bytes.count)") }
+        self.init(high: bytes[0..<8].reduce(0) { $0 << 8 | UInt64($1) }, low: bytes[8..<16].reduce(0) { $0 << 8 | UInt64($1) })
+    }
+
+    /// The 16 bytes, big-endian.
+    public var bytes: [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: high >> (56 - 8 * $0)) } + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * $0)) }
+    }
+
+    public var description: String { bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined() }
+}
+
+/// An op as a caller submits it. The store adds the revision and the server timestamp.
+public struct NewOp: Sendable, Equatable {
+    /// Client-chosen ID; appending an ID the document already accepted is a retry.
+    public var opID: OpID
+    /// Who made the edit (opaque, up to `Limits.authorBytesMax` bytes).
+    public var author: [UInt8]
+    /// The client's clock in milliseconds, kept for audit only; never used for ordering.
+    public var clientTimeMilliseconds: Int64?
+    /// The operation itself, opaque to the store (up to `Limits.payloadBytesMax` bytes).
+    public var payload: [UInt8]
+
+    public init(opID: OpID, author: [UInt8], clientTimeMilliseconds: Int64? = nil, payload: [UInt8]) {
+        self.opID = opID
+        self.author = author
+        self.clientTimeMilliseconds = clientTimeMilliseconds
+        self.payload = payload
+    }
+}
+
+/// An op as stored: the submitted fields plus its revision and server timestamp.
+public struct StoredOp: Sendable, Equatable {
+    public var revision: Revision
+    public var opID: OpID
+    public var author: [UInt8]
+    public var clientTimeMilliseconds: Int64?
+    /// Assigned by the store at acceptance (milliseconds since 1970); never decreases within a document.
+    public var serverTimeMilliseconds: Int64
+    public var payload: [UInt8]
+
+    public init(revision: Revision, opID: OpID, author: [UInt8], clientTimeMilliseconds: Int64?, serverTimeMilliseconds: Int64, payload: [UInt8]) {
+        self.revision = revision
+        self.opID = opID
+        self.author = author
+        self.clientTimeMilliseconds = clientTimeMilliseconds
+        self.serverTimeMilliseconds = serverTimeMilliseconds
+        self.payload = payload
+    }
+}
+
+/// Ops for one document inside an append or a multi-document batch.
+public struct DocumentAppend: Sendable {
+    public var document: DocumentID
+    public var ops: [NewOp]
+    /// If set, the append fails with `OpLogError.conflict` unless the head equals this revision.
+    public var expectedHead: Revision?
+
+    public init(document: DocumentID, ops: [NewOp], expectedHead: Revision? = nil) {
+        self.document = document
+        self.ops = ops
+        self.expectedHead = expectedHead
+    }
+}
+
+/// What an append did for one document.
+public struct AppendResult: Sendable, Equatable {
+    /// The revision of each op, in the order submitted.
+    public var revisions: [Revision]
+    /// True when every op ID had been accepted before: nothing was written and `revisions` are the
+    /// revisions they got the first time.
+    public var wasRetry: Bool
+
+    public init(revisions: [Revision], wasRetry: Bool) {
+        self.revisions = revisions
+        self.wasRetry = wasRetry
+    }
+}
+
+/// A stored snapshot: opaque state bytes of a document as of `revision`.
+public struct Snapshot: Sendable, Equatable {
+    public var revision: Revision
+    public var createdAtMilliseconds: Int64
+    public var bytes: [UInt8]
+}
+
+/// A snapshot's identity and size, without its bytes.
+public struct SnapshotInfo: Sendable, Equatable {
+    public var revision: Revision
+    public var createdAtMilliseconds: Int64
+    /// The snapshot's own length (before compression).
+    public var sizeBytes: Int
+    /// Bytes the record occupies as stored (after compression and framing).
+    public var storedBytes: Int
+}
+
+/// A document's figures.
+public struct DocumentInfo: Sendable, Equatable {
+    public var id: DocumentID
+    /// Highest revision (0 for none).
+    public var head: Revision
+    /// Lowest retained revision; ops below it were truncated. `head + 1` when no op is retained.
+    public var floor: Revision
+    /// Retained ops (`head - floor + 1`).
+    public var opCount: Int
+    /// Bytes of retained ops as stored (after compression and framing), plus ops not yet moved into
+    /// LMDB counted as their journal encoding.
+    public var storedBytes: Int
+    public var snapshots: [SnapshotInfo]
+    /// Server time of the newest op (0 for none).
+    public var lastServerTimeMilliseconds: Int64
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

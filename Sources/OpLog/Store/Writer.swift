@@ -1,0 +1,151 @@
+import Foundation
+import OpLogStorage
+
+/// State owned by the writer thread.
+///
+/// Thread safety: touched only by the writer thread, and by `open` before that thread starts; this
+/// is what makes the `@unchecked Sendable` true.
+final class WriterState: @unchecked Sendable {
+    let lockFile: File
+    var journal: Journal?
+    var mapSizeBytes: Int
+    /// Op IDs remembered per document (loaded on a document's first append after open).
+    var dedupe: [DocumentID: DedupeIndex] = [:]
+    /// Documents with journaled changes that the next apply must write.
+    var dirtyDocuments: Set<DocumentID> = []
+    /// LMDB bytes in use after the last commit (pages in use × page size), for the full check.
+    var lmdbUsedBytes = 0
+
+    init(lockFile: File, mapSizeBytes: Int) {
+        self.lockFile = lockFile
+        self.mapSizeBytes = mapSizeBytes
+    }
+}
+
+extension OpLogStore {
+    func startWriterThread() {
+        let thread = Thread { [self] in runWriter() }
+        thread.name = "oplog-writer"
+        thread.start()
+    }
+
+    /// The writer loop: takes a group of requests, runs it, repeats until `close`.
+    private func runWriter() {
+        guard let writer else { return }
+        while true {
+            metrics.queueDepth.record(queue.depth)
+            let group = queue.takeGroup(maxOps: options.groupCommitMaxOps, maxBytes: options.groupCommitMaxBytes)
+            if group[0].isJournaled {
+                commitGroup(group, writer: writer)
+                continue
+            }
+            if case let .close(continuation) = group[0] {
+                let result = Result { () throws(OpLogError) in try shutDown(writer: writer) }
+                continuation.resume(with: result.mapError { $0 as any Error })
+                drainAfterClose()
+                return
+            }
+            runExclusive(group[0], writer: writer)
+        }
+    }
+
+    /// Requests that reached the queue after `close` fail with `closed`.
+    private func drainAfterClose() {
+        while queue.depth > 0 {
+            for request in queue.takeGroup(maxOps: .max, maxBytes: .max) { request.fail(.closed) }
+        }
+    }
+
+    private func runExclusive(_ request: WriteRequest, writer: WriterState) {
+        func run(_ continuation: CheckedContinuation<Void, any Error>, _ body: () throws(OpLogError) -> Void) {
+            do {
+                if let failure = try withState({ $0.failure }) { throw failure }
+                try body()
+                continuation.resume()
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+        switch request {
+        case let .putSnapshot(document, revision, bytes, continuation):
+            run(continuation) { () throws(OpLogError) in try writeSnapshot(bytes, of: document, at: revision, writer: writer) }
+        case let .deleteSnapshot(document, revision, continuation):
+            run(continuation) { () throws(OpLogError) in try removeSnapshot(of: document, at: revision, writer: writer) }
+        case let .deleteDocument(document, continuation):
+            run(continuation) { () throws(OpLogError) in try removeDocument(document, writer: writer) }
+        case let .checkpoint(continuation):
+            run(continuation) { () throws(OpLogError) in try applyJournal(writer: writer) }
+        case .append, .truncate, .close:
+            break  // handled by runWriter
+        }
+    }
+
+    /// Applies what is journaled, closes the journal and the environment.
+    private func shutDown(writer: WriterState) throws(OpLogError) {
+        defer {
+            writer.journal?.close()
+            state.withLock { $0.isClosed = true }
+            tables.environment.close()
+            writer.lockFile.close()
+        }
+        if try withState({ $0.failure }) == nil {
+            try applyJournal(writer: writer)
+        }
+    }
+
+    /// Marks the store unusable after an I/O failure whose effect on disk is unknown.
+    func poison(_ reason: String) -> OpLogError {
+        let error = OpLogError.reopenRequired(reason: reason)
+        state.withLock { state in
+            if state.failure == nil { state.failure = error }
+        }
+        options.logger.error("store needs reopening", metadata: ["reason": "\(reason)"])
+        return error
+    }
+
+    /// Runs an LMDB write transaction, growing the map and retrying when it is full.
+    /// - Throws: `storageFull` once the map is at `mapSizeMaximumBytes`.
+    func writeGrowing<T>(writer: WriterState, allowReserve: Bool, _ body: (borrowing WriteTransaction) throws -> T) throws(OpLogError) -> T {
+        while true {
+            do {
+                let result = try tables.environment.write(body)
+                try afterLMDBCommit(writer: writer)
+                return result
+            } catch let error as StorageError where error.isMapFull {
+                guard writer.mapSizeBytes < options.mapSizeMaximumBytes else {
+                    throw .storageFull(detail: "the map reached its maximum of \(options.mapSizeMaximumBytes) bytes")
+                }
+                let grown = min(options.mapSizeMaximumBytes, writer.mapSizeBytes * 2)
+                do { try tables.environment.setMapSize(grown) } catch { throw OpLogError.wrap(error) }
+                options.logger.info("grew the LMDB map", metadata: ["bytes": "\(grown)"])
+                writer.mapSizeBytes = grown
+            } catch let error as StorageError where error.isPanic || error.kind == .lmdb(EIO) || error.isNoSpace {
+                throw poison(error.description)
+            } catch {
+                throw OpLogError.wrap(error)
+            }
+        }
+    }
+
+    /// After each LMDB commit: in the no-sync durability mode LMDB did not flush; measure use.
+    private func afterLMDBCommit(writer: WriterState) throws {
+        let info = try tables.environment.info()
+        let highWater = (info.lastPageNumber + 1) * info.pageSizeBytes
+        // Counting free pages scans LMDB's free list; only worth it near the limit.
+        if highWater + 4 * options.reservedBytesForDeletion >= options.mapSizeMaximumBytes {
+            writer.lmdbUsedBytes = highWater - (try tables.environment.freePageCount()) * info.pageSizeBytes
+        } else {
+            writer.lmdbUsedBytes = highWater
+        }
+    }
+
+    /// Refuses growth that could leave the reserve for deletions unavailable. Journaled bytes count
+    /// twice: applying them writes chunk pages, and B-tree pages may be half full.
+    func checkSpace(adding bytes: Int, writer: WriterState) throws(OpLogError) {
+        let journalBytes = state.withLock { $0.journalBytes }
+        let projected = writer.lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion
+        if projected > options.mapSizeMaximumBytes {
+            throw .storageFull(detail: "\(writer.lmdbUsedBytes) bytes in use and \(journalBytes) journaled, of at most \(options.mapSizeMaximumBytes) (keeping \(options.reservedBytesForDeletion) for deletions)")
+        }
+    }
+}

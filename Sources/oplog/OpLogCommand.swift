@@ -1,0 +1,48 @@
+import ArgumentParser
+import OpLog
+
+@main
+struct OpLogCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "oplog",
+        abstract: "A durable operation log and snapshot store for collaborative documents, on LMDB.",
+        subcommands: [Demo.self, Stats.self, Dump.self, Verify.self, VerifyScan.self])
+}
+
+/// The `--store` option every subcommand takes.
+struct StoreOption: ParsableArguments {
+    @Option(name: .long, help: "The store's directory (relative paths are from the working directory).")
+    var store: String = "./oplog-data"
+}
+
+/// Prints to standard error (progress and diagnostics; results go to standard output).
+func printError(_ message: String) {
+    var standardError = StandardError()
+    print(message, to: &standardError)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        FileDescriptorWriter.write(string, to: 2)
+    }
+}
+
+enum FileDescriptorWriter {
+    static func write(_ string: String, to descriptor: Int32) {
+        var bytes = Array(string.utf8)
+        bytes.withUnsafeMutableBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = systemWrite(descriptor, raw.baseAddress! + offset, raw.count - offset)
+                if written <= 0 { return }
+                offset += written
+            }
+        }
+    }
+}
+
+func formatBytes(_ bytes: Int) -> String {
+    if bytes >= 1 << 20 { return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20)) }
+    if bytes >= 1 << 10 { return String(format: "%.1f KiB", Double(bytes) / Double(1 << 10)) }
+    return "\(bytes) B"
+}
