@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(name: "OpLog", path: ".."),
     ],
     targets: [
         // Debian's system libraries for the baselines (and zlib for the gzip traces), never vendored.
@@ -17,11 +18,14 @@ let package = Package(
         .systemLibrary(name: "CZlibBench", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The engine protocol and the three baseline engines; an `oplog` engine joins here later.
         .target(name: "WorkloadEngines", dependencies: ["CLMDBBench", "CRocksDB", "CSQLite"]),
+        // OpLog itself behind the same protocol.
+        .target(name: "OpLogEngine", dependencies: ["WorkloadEngines", .product(name: "OpLog", package: "OpLog")]),
         // The driver: traces, workloads W1/W2, measurement and reports.
         .executableTarget(
             name: "workloads",
             dependencies: [
                 "WorkloadEngines",
+                "OpLogEngine",
                 "CZlibBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

@@ -122,6 +122,13 @@ public struct Cursor: ~Copyable {
         return try last()
     }
 
+    /// Positions at the entry whose range holds `key` in a database of runs keyed by their first
+    /// key: the last entry at or before `key` if it shares `prefix`, else the first at or after `key`.
+    public func seek(containing key: [UInt8], prefix: [UInt8]) throws -> Entry? {
+        if let before = try seek(atOrBefore: key), before.key.starts(with: prefix) { return before }
+        return try seek(atOrAfter: key)
+    }
+
     /// Deletes the entry under the cursor; the cursor then points at the following entry's position.
     public func deleteCurrent() throws {
         try checkLMDB(mdb_cursor_del(cursor, 0), "mdb_cursor_del")

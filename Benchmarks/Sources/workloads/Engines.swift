@@ -1,3 +1,4 @@
+import OpLogEngine
 import WorkloadEngines
 
 /// How the driver opens each engine under test, by the name used on the command line.
@@ -10,6 +11,7 @@ struct EngineFactory: Sendable {
 
 enum Engines {
     static let all: [EngineFactory] = [
+        EngineFactory(name: "oplog") { try OpLogWorkloadEngine(path: $0) },
         EngineFactory(name: "lmdb-naive") { try LMDBNaiveEngine(path: $0) },
         EngineFactory(name: "sqlite") { try SQLiteEngine(directory: $0) },
         EngineFactory(name: "rocksdb") { try RocksDBEngine(path: $0) },

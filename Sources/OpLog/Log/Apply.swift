@@ -23,6 +23,7 @@ extension OpLogStore {
         state.withLock { state in
             state.documents.removeAll(keepingCapacity: true)
             state.journalBytes = 0
+            state.counters.journalApplies += 1
         }
         writer.dirtyDocuments.removeAll(keepingCapacity: true)
         journal.close()

@@ -35,9 +35,10 @@ struct DedupeIndex {
 }
 
 extension OpLogStore {
-    /// The dedupe index of `document`, loading it on first use.
-    func dedupeIndex(_ document: DocumentID, view: DocumentView, writer: WriterState) throws(OpLogError) -> DedupeIndex {
-        if let index = writer.dedupe[document] { return index }
+    /// Loads the dedupe index of `document` into `writer.dedupe` unless it is there already.
+    func loadDedupeIndex(_ document: DocumentID, writer: WriterState) throws(OpLogError) {
+        if writer.dedupe[document] != nil { return }
+        let view = try currentView(of: document)?.view ?? DocumentView(record: .empty)
         var index = DedupeIndex()
         let oldest = view.head > UInt64(options.dedupeWindowOps) ? view.head - UInt64(options.dedupeWindowOps) + 1 : 1
         let lmdbEnd = view.pending.first?.revision ?? (view.head + 1)
@@ -45,8 +46,7 @@ extension OpLogStore {
             try tables.environment.read { txn in
                 for database in [tables.dedupe, tables.ops] {
                     try txn.withCursor(database) { cursor in
-                        var entry = try cursor.seek(atOrBefore: KeyCoding.revisionKey(document, oldest))
-                        if let found = entry, !KeyCoding.belongs(found.key, to: document) { entry = try cursor.next() }
+                        var entry = try cursor.seek(containing: KeyCoding.revisionKey(document, oldest), prefix: KeyCoding.documentPrefix(document))
                         while let current = entry, KeyCoding.belongs(current.key, to: document) {
                             for (id, revision, time) in try dedupeEntries(current, document: document, isChunk: database == tables.ops)
                             where revision >= oldest && revision < lmdbEnd && index.revision(of: id) == nil {
@@ -60,13 +60,15 @@ extension OpLogStore {
         } catch { throw OpLogError.wrap(error) }
         for op in view.pending { index.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds) }
         index.prune(keepingOps: options.dedupeWindowOps, cutoff: currentTimeMilliseconds() - options.dedupeWindowMilliseconds)
-        writer.dedupe[document] = index
-        // Bound memory: indexes are rebuilt on demand, so dropping others is only a cost, never a loss.
-        if writer.dedupe.count > 4096, let victim = writer.dedupe.keys.first(where: { $0 != document }) {
+        // Bound memory: indexes are rebuilt on demand, so dropping one is only a cost, never a loss.
+        if writer.dedupe.count >= Self.dedupeIndexesMax, let victim = writer.dedupe.keys.first {
             writer.dedupe[victim] = nil
         }
-        return index
+        writer.dedupe[document] = index
     }
+
+    /// Dedupe indexes kept in memory at once (each up to `dedupeWindowOps` entries).
+    static let dedupeIndexesMax = 4096
 
     private func dedupeEntries(_ entry: Entry, document: DocumentID, isChunk: Bool) throws(OpLogError) -> [(OpID, Revision, Int64)] {
         if isChunk {

@@ -1,12 +1,20 @@
 import Foundation
 import OpLogStorage
 
-/// A document as one group commit sees it: the committed view plus this group's changes.
+/// A document as one group commit sees it: the committed head and floor plus this group's changes.
+/// It holds only the new ops, never a copy of the journaled tail, so staging costs what the group
+/// adds, not what the journal already holds.
 struct ScratchDocument {
-    var view: DocumentView
+    var head: Revision
+    var floor: Revision
+    var lastServerTimeMilliseconds: Int64
+    /// The LMDB record to start a view from when the document has none in memory.
+    var record: DocumentRecord?
+    var appended: [StoredOp] = []
+    var truncated = false
     /// Op IDs this group accepted, not yet in the dedupe index.
     var newIDs: [OpID: Revision] = [:]
-    var changed = false
+    var changed: Bool { !appended.isEmpty || truncated }
 }
 
 extension OpLogStore {
@@ -78,11 +86,20 @@ extension OpLogStore {
         }
     }
 
-    /// The committed view of a document for staging: memory first, else LMDB, else a new document.
+    /// The committed state of a document for staging: memory first, else LMDB, else a new document.
     private func scratchDocument(_ document: DocumentID, scratch: [DocumentID: ScratchDocument]) throws(OpLogError) -> ScratchDocument {
         if let existing = scratch[document] { return existing }
-        if let (view, _) = try currentView(of: document) { return ScratchDocument(view: view) }
-        return ScratchDocument(view: DocumentView(record: .empty))
+        let inMemory = state.withLock { state in
+            state.documents[document].map { ($0.head, $0.floor, $0.lastServerTimeMilliseconds) }
+        }
+        if let (head, floor, time) = inMemory {
+            return ScratchDocument(head: head, floor: floor, lastServerTimeMilliseconds: time, record: nil)
+        }
+        let record: DocumentRecord
+        do {
+            record = try tables.environment.read { txn in try tables.readDocumentRecord(txn, document) } ?? .empty
+        } catch { throw OpLogError.wrap(error) }
+        return ScratchDocument(head: record.head, floor: record.floor, lastServerTimeMilliseconds: record.lastServerTimeMilliseconds, record: record)
     }
 
     private func stageAppend(_ batch: [DocumentAppend], scratch: inout [DocumentID: ScratchDocument], entries: inout [JournalEntry],
@@ -94,9 +111,8 @@ extension OpLogStore {
         var addedBytes = 0
         for part in batch {
             var document = try scratchDocument(part.document, scratch: scratch)
-            let committed = try currentView(of: part.document)?.view ?? DocumentView(record: .empty)
-            let index = try dedupeIndex(part.document, view: committed, writer: writer)
-            let known = part.ops.map { document.newIDs[$0.opID] ?? index.revision(of: $0.opID) }
+            try loadDedupeIndex(part.document, writer: writer)
+            let known = part.ops.map { document.newIDs[$0.opID] ?? writer.dedupe[part.document]?.revision(of: $0.opID) }
             let acceptedCount = known.count(where: { $0 != nil })
             if acceptedCount == part.ops.count {
                 results.append(AppendResult(revisions: known.compactMap { $0 }, wasRetry: true))
@@ -105,23 +121,20 @@ extension OpLogStore {
             if acceptedCount > 0 {
                 throw .partialRetry(document: part.document, acceptedCount: acceptedCount, newCount: part.ops.count - acceptedCount)
             }
-            if let expected = part.expectedHead, expected != document.view.head {
-                throw .conflict(document: part.document, expectedHead: expected, actualHead: document.view.head)
+            if let expected = part.expectedHead, expected != document.head {
+                throw .conflict(document: part.document, expectedHead: expected, actualHead: document.head)
             }
-            let serverTime = max(now, document.view.lastServerTimeMilliseconds)
-            let first = document.view.head + 1
+            let serverTime = max(now, document.lastServerTimeMilliseconds)
+            let first = document.head + 1
             let stored = part.ops.enumerated().map { index, op in
                 StoredOp(revision: first + UInt64(index), opID: op.opID, author: op.author,
                          clientTimeMilliseconds: op.clientTimeMilliseconds, serverTimeMilliseconds: serverTime, payload: op.payload)
             }
             for op in stored { document.newIDs[op.opID] = op.revision }
-            let bytes = stored.reduce(0) { $0 + $1.payload.count + $1.author.count + 20 }
-            addedBytes += bytes
-            document.view.head += UInt64(stored.count)
-            document.view.lastServerTimeMilliseconds = serverTime
-            document.view.pending.append(contentsOf: stored)
-            document.view.pendingBytes += bytes
-            document.changed = true
+            addedBytes += stored.reduce(0) { $0 + $1.payload.count + $1.author.count + 20 }
+            document.head += UInt64(stored.count)
+            document.lastServerTimeMilliseconds = serverTime
+            document.appended.append(contentsOf: stored)
             local[part.document] = document
             newEntries.append(.ops(document: part.document, ops: stored))
             results.append(AppendResult(revisions: stored.map(\.revision), wasRetry: false))
@@ -171,19 +184,16 @@ extension OpLogStore {
     private func stageTruncate(_ document: DocumentID, floor: Revision, scratch: inout [DocumentID: ScratchDocument],
                                entries: inout [JournalEntry], writer: WriterState) throws(OpLogError) {
         var staged = try scratchDocument(document, scratch: scratch)
-        guard staged.view.head > 0 else { throw .documentNotFound(document) }
-        if floor <= staged.view.floor { return }
-        guard floor <= staged.view.head + 1 else {
-            throw .beyondHead(document: document, requested: floor - 1, head: staged.view.head)
+        guard staged.head > 0 else { throw .documentNotFound(document) }
+        if floor <= staged.floor { return }
+        guard floor <= staged.head + 1 else {
+            throw .beyondHead(document: document, requested: floor - 1, head: staged.head)
         }
         let snapshot: Revision?
         do { snapshot = try latestSnapshotRevision(document, atOrBelow: floor - 1) } catch { throw OpLogError.wrap(error) }
         guard snapshot == floor - 1 else { throw .snapshotRequired(document: document, revision: floor - 1) }
-        staged.view.floor = floor
-        // Journaled ops below the new floor stay in `pending` until the apply: their op IDs must
-        // reach the dedupe records even though the ops themselves are never written to LMDB.
-        staged.view.pendingBytes = retainedPendingBytes(staged.view)
-        staged.changed = true
+        staged.floor = floor
+        staged.truncated = true
         scratch[document] = staged
         entries.append(.truncate(document: document, floor: floor))
     }
@@ -206,25 +216,48 @@ extension OpLogStore {
             // The record may be partly on disk, and a failed sync may have dropped earlier pages.
             throw poison(error.description)
         }
-        metrics.syncLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - syncStarted))
-        state.withLock { $0.journalBytes += frame.count }
+        let syncNanoseconds = DispatchTime.now().uptimeNanoseconds - syncStarted
+        metrics.syncLatency.recordNanoseconds(Int64(syncNanoseconds))
+        let opCount = entries.reduce(0) { total, entry in
+            if case let .ops(_, ops) = entry { return total + ops.count }
+            return total
+        }
+        state.withLock { state in
+            state.journalBytes += frame.count
+            state.counters.groupCommits += 1
+            state.counters.opsCommitted += opCount
+            state.counters.syncNanoseconds += syncNanoseconds
+        }
     }
 
     /// Makes a durable group visible: views first (read-after-acknowledge), then the dedupe indexes.
+    /// Views are changed in place, so appending to a long journaled tail does not copy it.
     private func publish(_ scratch: [DocumentID: ScratchDocument], writer: WriterState) {
         let changed = scratch.filter { $0.value.changed }
         state.withLock { state in
-            for (document, staged) in changed { state.documents[document] = staged.view }
+            for (document, staged) in changed {
+                if state.documents[document] == nil { state.documents[document] = DocumentView(record: staged.record ?? .empty) }
+                state.documents[document]!.head = staged.head
+                state.documents[document]!.lastServerTimeMilliseconds = staged.lastServerTimeMilliseconds
+                state.documents[document]!.pending.append(contentsOf: staged.appended)
+                if staged.truncated {
+                    // Journaled ops below the new floor stay in `pending` until the apply: their op
+                    // IDs must reach the dedupe records though the ops are never written to LMDB.
+                    state.documents[document]!.floor = staged.floor
+                    state.documents[document]!.pendingBytes = retainedPendingBytes(state.documents[document]!)
+                } else {
+                    state.documents[document]!.pendingBytes += staged.appended.reduce(0) { $0 + $1.payload.count + $1.author.count + 20 }
+                }
+            }
         }
         let cutoff = currentTimeMilliseconds() - options.dedupeWindowMilliseconds
         for (document, staged) in changed {
             writer.dirtyDocuments.insert(document)
-            guard var index = writer.dedupe[document] else { continue }
-            for (id, revision) in staged.newIDs.sorted(by: { $0.value < $1.value }) {
-                index.insert(id, revision: revision, time: staged.view.lastServerTimeMilliseconds)
+            guard writer.dedupe[document] != nil else { continue }
+            for op in staged.appended {
+                writer.dedupe[document]!.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds)
             }
-            index.prune(keepingOps: options.dedupeWindowOps, cutoff: cutoff)
-            writer.dedupe[document] = index
+            writer.dedupe[document]!.prune(keepingOps: options.dedupeWindowOps, cutoff: cutoff)
         }
     }
 }

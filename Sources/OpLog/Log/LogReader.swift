@@ -4,7 +4,8 @@ import OpLogStorage
 extension OpLogStore {
     /// Ops of `document` from revision `from` upward, at most `limit` of them, in revision order.
     ///
-    /// Returns an empty array for `from == head + 1` (nothing new) and for an unknown document.
+    /// Returns an empty array for `from == head + 1` (nothing new); an unknown document reads as an
+    /// empty one (head 0).
     /// Never waits for writers: it reads an LMDB snapshot and the in-memory tail.
     /// - Throws: `belowFloor` (with the snapshot hint) when `from` was truncated; `beyondHead` when
     ///   `from > head + 1`; `corruption` naming the damaged record.
@@ -41,7 +42,8 @@ extension OpLogStore {
     }
 
     private func readOps(_ document: DocumentID, from: Revision, limit: Int, view state: (view: DocumentView, hasPending: Bool)?) throws -> [StoredOp] {
-        guard let (view, _) = state else { return [] }
+        // An unknown document reads as an empty one: head 0, floor 1.
+        let view = state?.view ?? DocumentView(record: .empty)
         if from < view.floor {
             throw OpLogError.belowFloor(document: document, requested: from, floor: view.floor, latestSnapshot: try latestSnapshotRevision(document, atOrBelow: view.floor - 1))
         }
@@ -54,8 +56,7 @@ extension OpLogStore {
         if from < lmdbEnd {
             try tables.environment.read { txn in
                 try txn.withCursor(tables.ops) { cursor in
-                    var entry = try cursor.seek(atOrBefore: KeyCoding.revisionKey(document, from))
-                    if let found = entry, !KeyCoding.belongs(found.key, to: document) { entry = try cursor.next() }
+                    var entry = try cursor.seek(containing: KeyCoding.revisionKey(document, from), prefix: KeyCoding.documentPrefix(document))
                     while let current = entry, KeyCoding.belongs(current.key, to: document), UInt64(result.count) < wanted {
                         let chunk = try decodeChunk(current, document: document)
                         for op in chunk where op.revision >= from + UInt64(result.count) && op.revision < lmdbEnd && UInt64(result.count) < wanted {

@@ -6,19 +6,14 @@ import OpLogStorage
 /// snapshot twice. A truncation, which is journaled, is only accepted once the snapshot it relies on
 /// is committed, so no crash can leave a retained revision without ops or snapshot to replay from.
 extension OpLogStore {
-    func writeSnapshot(_ bytes: [UInt8], of document: DocumentID, at revision: Revision, writer: WriterState) throws(OpLogError) {
+    /// Stores a snapshot record framed by the caller (`putSnapshot` compresses off this thread).
+    func writeSnapshot(frame: [UInt8], of document: DocumentID, at revision: Revision, writer: WriterState) throws(OpLogError) {
         let head = try currentView(of: document)?.view.head ?? 0
         guard head > 0 else { throw .documentNotFound(document) }
         guard revision >= 1, revision <= head else { throw .beyondHead(document: document, requested: revision, head: head) }
-        try checkSpace(adding: bytes.count, writer: writer)
-        let key = KeyCoding.revisionKey(document, revision)
-        let body = SnapshotRecord.encode(revision: revision, createdAt: currentTimeMilliseconds(), bytes: bytes)
-        let value: [UInt8]
-        do { value = try RecordFrame.encode(kind: .snapshot, key: key, body: body, compressionLevel: options.compressionLevel) } catch {
-            throw OpLogError.wrap(error)
-        }
+        try checkSpace(adding: frame.count, writer: writer)
         try writeGrowing(writer: writer, allowReserve: false) { txn in
-            try txn.put(tables.snapshots, key: key, value: value)
+            try txn.put(tables.snapshots, key: KeyCoding.revisionKey(document, revision), value: frame)
         }
     }
 

@@ -175,7 +175,14 @@ public final class OpLogStore: Sendable {
         guard bytes.count <= Limits.snapshotBytesMax else {
             throw .limitExceeded(.snapshotBytes, value: bytes.count, maximum: Limits.snapshotBytesMax)
         }
-        try await submit { .putSnapshot(document: document, revision: revision, bytes: bytes, continuation: $0) }
+        // Compress and frame here, in the caller's task: the writer thread serves every appender.
+        let key = KeyCoding.revisionKey(document, revision)
+        let body = SnapshotRecord.encode(revision: revision, createdAt: currentTimeMilliseconds(), bytes: bytes)
+        let frame: [UInt8]
+        do { frame = try RecordFrame.encode(kind: .snapshot, key: key, body: body, compressionLevel: options.compressionLevel) } catch {
+            throw OpLogError.wrap(error)
+        }
+        try await submit { .putSnapshot(document: document, revision: revision, frame: frame, continuation: $0) }
     }
 
     /// Deletes the snapshot at `revision`. Refused (`snapshotProtected`) for the one at `floor - 1`.
@@ -252,6 +259,11 @@ public final class OpLogStore: Sendable {
         // Documents created since the last apply exist only in memory.
         let merged = Set(found).union(journaled.filter { id in after.map { $0 < id } ?? true })
         return Array(merged.sorted().prefix(limit))
+    }
+
+    /// What the writer thread has done since open: group commits, ops, sync time, LMDB commits.
+    public func writerCounters() -> WriterCounters {
+        state.withLock { $0.counters }
     }
 
     func withState<T>(_ body: (inout SharedState) throws(OpLogError) -> T) throws(OpLogError) -> T {

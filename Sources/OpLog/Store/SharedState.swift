@@ -31,6 +31,20 @@ struct SharedState: Sendable {
     var isClosed = false
     /// Bytes in the journal not yet applied (for the storage-full estimate and statistics).
     var journalBytes = 0
+    var counters = WriterCounters()
+}
+
+/// What the writer thread has done since the store was opened.
+public struct WriterCounters: Sendable, Equatable {
+    /// Group commits (journal records) written, and the ops they carried.
+    public var groupCommits = 0
+    public var opsCommitted = 0
+    /// Time spent in the journal's sync calls.
+    public var syncNanoseconds: UInt64 = 0
+    /// Journal applies into LMDB, and all LMDB write transactions (applies, snapshots, deletions).
+    public var journalApplies = 0
+    public var lmdbCommits = 0
+    public var lmdbCommitNanoseconds: UInt64 = 0
 }
 
 /// Approximate stored size of the journaled ops at or above the floor.

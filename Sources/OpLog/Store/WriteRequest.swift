@@ -4,7 +4,7 @@ import Foundation
 enum WriteRequest: Sendable {
     case append(batch: [DocumentAppend], continuation: CheckedContinuation<[AppendResult], any Error>)
     case truncate(document: DocumentID, floor: Revision, continuation: CheckedContinuation<Void, any Error>)
-    case putSnapshot(document: DocumentID, revision: Revision, bytes: [UInt8], continuation: CheckedContinuation<Void, any Error>)
+    case putSnapshot(document: DocumentID, revision: Revision, frame: [UInt8], continuation: CheckedContinuation<Void, any Error>)
     case deleteSnapshot(document: DocumentID, revision: Revision, continuation: CheckedContinuation<Void, any Error>)
     case deleteDocument(document: DocumentID, continuation: CheckedContinuation<Void, any Error>)
     case checkpoint(continuation: CheckedContinuation<Void, any Error>)

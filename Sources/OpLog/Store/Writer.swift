@@ -67,8 +67,8 @@ extension OpLogStore {
             }
         }
         switch request {
-        case let .putSnapshot(document, revision, bytes, continuation):
-            run(continuation) { () throws(OpLogError) in try writeSnapshot(bytes, of: document, at: revision, writer: writer) }
+        case let .putSnapshot(document, revision, frame, continuation):
+            run(continuation) { () throws(OpLogError) in try writeSnapshot(frame: frame, of: document, at: revision, writer: writer) }
         case let .deleteSnapshot(document, revision, continuation):
             run(continuation) { () throws(OpLogError) in try removeSnapshot(of: document, at: revision, writer: writer) }
         case let .deleteDocument(document, continuation):
@@ -108,7 +108,13 @@ extension OpLogStore {
     func writeGrowing<T>(writer: WriterState, allowReserve: Bool, _ body: (borrowing WriteTransaction) throws -> T) throws(OpLogError) -> T {
         while true {
             do {
+                let started = DispatchTime.now().uptimeNanoseconds
                 let result = try tables.environment.write(body)
+                let elapsed = DispatchTime.now().uptimeNanoseconds - started
+                state.withLock { state in
+                    state.counters.lmdbCommits += 1
+                    state.counters.lmdbCommitNanoseconds += elapsed
+                }
                 try afterLMDBCommit(writer: writer)
                 return result
             } catch let error as StorageError where error.isMapFull {

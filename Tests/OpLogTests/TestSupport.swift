@@ -1,0 +1,67 @@
+import Foundation
+import OpLog
+import OpLogStorage
+import Testing
+
+/// A fresh directory under the system temp dir, removed when the test ends (via `defer`).
+struct TemporaryDirectory {
+    let path: String
+
+    init(_ name: String = "oplog-test") {
+        path = NSTemporaryDirectory() + "\(name)-\(UUID().uuidString)"
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Options for tests: small map, no per-append sync unless a test needs it.
+func testOptions(durability: Durability = .lastAppendsMayBeLost) -> StoreOptions {
+    var options = StoreOptions()
+    options.durability = durability
+    options.mapSizeInitialBytes = 1 << 20
+    options.journalApplyBytes = 1 << 20
+    return options
+}
+
+func doc(_ name: String) -> DocumentID { try! DocumentID(name) }
+
+func op(_ id: UInt64, _ payload: String = "x", author: String = "a", clientTime: Int64? = nil) -> NewOp {
+    NewOp(opID: OpID(high: 0xABCD, low: id), author: Array(author.utf8), clientTimeMilliseconds: clientTime, payload: Array(payload.utf8))
+}
+
+/// Opens a store in `directory`, runs `body`, and always closes it.
+@discardableResult
+func withStore<T>(_ directory: String, options: StoreOptions = testOptions(), _ body: (OpLogStore) async throws -> T) async throws -> T {
+    let store = try OpLogStore.open(directory: directory, options: options)
+    do {
+        let result = try await body(store)
+        try await store.close()
+        return result
+    } catch {
+        try? await store.close()
+        throw error
+    }
+}
+
+/// Raw access to a closed store's LMDB file, for corruption tests: opens the environment directly.
+func withRawLMDB<T>(_ directory: String, _ body: (Environment, [String: Database]) throws -> T) throws -> T {
+    let environment = try Environment(directory: directory, configuration: EnvironmentConfiguration(mapSizeBytes: 64 << 20))
+    defer { environment.close() }
+    var databases: [String: Database] = [:]
+    for name in ["meta", "documents", "ops", "snapshots", "dedupe"] {
+        databases[name] = try environment.openDatabase(named: name, create: false)
+    }
+    return try body(environment, databases)
+}
+
+/// The path of `shared/traces` when present (CI has it; a user's clone may not).
+func tracesDirectory() -> String? {
+    var url = URL(fileURLWithPath: #filePath)
+    for _ in 0..<4 { url.deleteLastPathComponent() }
+    let candidate = url.appendingPathComponent("shared/traces").path
+    if let override = ProcessInfo.processInfo.environment["OPLOG_TRACES"] { return override }
+    return FileManager.default.fileExists(atPath: candidate) ? candidate : nil
+}
+
+/// Whether long variants of tests run (`OPLOG_LONG_TESTS=1`).
+var longTests: Bool { ProcessInfo.processInfo.environment["OPLOG_LONG_TESTS"] == "1" }
