@@ -47,7 +47,11 @@ final class Journal {
     /// A scan stops at the first frame that is incomplete or fails its checksum: that is the write a
     /// crash tore, never acknowledged. If a valid record with the next sequence number follows it,
     /// the damage is in the middle of acknowledged data and is reported as corruption instead.
-    static func read(directory: String) throws(OpLogError) -> Contents {
+    ///
+    /// With `strict` false (the modes that do not sync every append), a damaged record also ends the
+    /// journal: without a sync per record, the kernel may have written a later record and not an
+    /// earlier one, and those modes promise only a prefix of the acknowledged appends.
+    static func read(directory: String, strict: Bool = true) throws(OpLogError) -> Contents {
         let path = directory + "/" + fileName
         let bytes: [UInt8]
         do {
@@ -62,10 +66,14 @@ final class Journal {
         } catch {
             throw OpLogError.wrap(error)
         }
-        let base: UInt64
-        do { base = try JournalCoding.decodeFileHeader(bytes) } catch {
+        let header: (version: UInt32, baseSequence: UInt64)
+        do { header = try JournalCoding.decodeFileHeader(bytes) } catch {
             throw .corruption(CorruptionLocation(area: "journal"), detail: error.description)
         }
+        guard header.version <= JournalCoding.version else {
+            throw .unsupportedFormatVersion(found: header.version, supported: JournalCoding.version)
+        }
+        let base = header.baseSequence
         var contents = Contents(baseSequence: base, records: [], endOffset: JournalCoding.fileHeaderSize, tornTail: nil)
         var offset = JournalCoding.fileHeaderSize
         while offset < bytes.count {
@@ -80,17 +88,33 @@ final class Journal {
                 contents.endOffset = offset
             case let .undecodable(reason):
                 throw .corruption(CorruptionLocation(area: "journal"), detail: "record \(expected) at offset \(offset): \(reason)")
-            case let .invalid(reason, claimedLength):
+            case let .invalid(reason, _):
                 if bytes[offset...].allSatisfy({ $0 == 0 }) { return contents }
-                if let claimedLength, offset + claimedLength < bytes.count,
-                   case let .record(next, _) = JournalCoding.readFrame(bytes[(offset + claimedLength)...]), next.sequence == expected + 1 {
-                    throw .corruption(CorruptionLocation(area: "journal"), detail: "record \(expected) at offset \(offset) is damaged (\(reason)) and acknowledged records follow it")
+                if strict, let next = findFrame(in: bytes, after: offset, sequence: expected + 1) {
+                    throw .corruption(CorruptionLocation(area: "journal"), detail: "record \(expected) at offset \(offset) is damaged (\(reason)) and acknowledged record \(expected + 1) follows at offset \(next)")
                 }
                 contents.tornTail = "\(reason) at offset \(offset)"
                 return contents
             }
         }
         return contents
+    }
+
+    /// Searches every offset after a bad frame for a valid frame with `sequence`. Only a torn final
+    /// write may end the journal early; any later record means acknowledged data was damaged, even if
+    /// the damage hit the bad frame's length field. Cheap: a sequence compare per offset, a full check
+    /// only on a match.
+    private static func findFrame(in bytes: [UInt8], after offset: Int, sequence: UInt64) -> Int? {
+        var candidate = offset + 1
+        while candidate + JournalCoding.frameHeaderSize <= bytes.count {
+            var value: UInt64 = 0
+            for index in 0..<8 { value |= UInt64(bytes[candidate + 8 + index]) << (8 * index) }
+            if value == sequence, case let .record(record, _) = JournalCoding.readFrame(bytes[candidate...]), record.sequence == sequence {
+                return candidate
+            }
+            candidate += 1
+        }
+        return nil
     }
 
     /// Creates an empty journal whose first record will be `baseSequence`, atomically replacing any

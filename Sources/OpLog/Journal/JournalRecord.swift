@@ -48,19 +48,22 @@ enum JournalCoding {
         return writer.bytes
     }
 
-    /// Returns the base sequence.
-    static func decodeFileHeader(_ bytes: [UInt8]) throws(DecodeError) -> UInt64 {
+    /// Returns the journal format version and base sequence. The caller decides what to do with a
+    /// version it does not know.
+    static func decodeFileHeader(_ bytes: [UInt8]) throws(DecodeError) -> (version: UInt32, baseSequence: UInt64) {
         guard bytes.count >= fileHeaderSize else { throw DecodeError("journal header is truncated (\(bytes.count) bytes)") }
         var reader = ByteReader(bytes[0..<fileHeaderSize])
         guard Array(try reader.take(8)) == magic else { throw DecodeError("journal lacks the OPLOGJNL magic") }
         let fileVersion = try reader.u32()
-        _ = try reader.u32()
+        let reserved = try reader.u32()
         let base = try reader.u64()
         let crc = try reader.u32()
+        let reservedTail = try reader.u32()
         guard crc == Zlib.crc32(Array(bytes[0..<24])) else { throw DecodeError("journal header checksum mismatch") }
-        guard fileVersion == version else { throw DecodeError("journal version \(fileVersion) is not \(version)") }
+        guard reserved == 0, reservedTail == 0 else { throw DecodeError("journal header reserved words are not zero") }
+        guard fileVersion >= 1 else { throw DecodeError("journal version 0") }
         guard base >= 1 else { throw DecodeError("journal base sequence is 0") }
-        return base
+        return (fileVersion, base)
     }
 
     static func encodeBody(_ entries: [JournalEntry]) -> [UInt8] {
@@ -174,7 +177,7 @@ enum JournalCoding {
             guard bytes.count >= frameLength else { return .invalid(reason: "truncated frame body", claimedLength: frameLength) }
             let frame = bytes[bytes.startIndex..<(bytes.startIndex + frameLength)]
             guard crc == frameChecksum(frame) else { return .invalid(reason: "frame checksum mismatch", claimedLength: frameLength) }
-            guard reserved.allSatisfy({ $0 == 0 }) else { return .invalid(reason: "reserved frame bytes are not zero", claimedLength: frameLength) }
+            guard reserved.allSatisfy({ $0 == 0 }) else { throw DecodeError("reserved frame bytes are not zero") }
             let stored = Array(try reader.take(storedLength))
             let body: [UInt8]
             switch Codec(rawValue: codecByte) {

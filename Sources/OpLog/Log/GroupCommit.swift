@@ -176,6 +176,10 @@ extension OpLogStore {
                 totalBytes += op.payload.count
             }
         }
+        let totalOps = batch.reduce(0) { $0 + $1.ops.count }
+        guard totalOps <= Limits.opsPerBatchMax else {
+            throw .limitExceeded(.opsPerBatch, value: totalOps, maximum: Limits.opsPerBatchMax)
+        }
         guard totalBytes <= Limits.batchPayloadBytesMax else {
             throw .limitExceeded(.batchPayloadBytes, value: totalBytes, maximum: Limits.batchPayloadBytesMax)
         }
@@ -206,8 +210,10 @@ extension OpLogStore {
             frame = try JournalCoding.encodeFrame(JournalRecord(sequence: journal.nextSequence, entries: entries),
                                                   compressionLevel: options.journalCompressionLevel)
         } catch { throw OpLogError.wrap(error) }
-        guard frame.count <= Limits.journalRecordBytesMax else {
-            throw .limitExceeded(.batchPayloadBytes, value: frame.count, maximum: Limits.journalRecordBytesMax)
+        // The reader refuses records whose stored or raw length exceeds the limit; never write one.
+        let rawLength = frame.count >= 8 ? Int(frame[4]) | Int(frame[5]) << 8 | Int(frame[6]) << 16 | Int(frame[7]) << 24 : 0
+        guard frame.count <= Limits.journalRecordBytesMax, rawLength <= Limits.journalRecordBytesMax else {
+            throw .limitExceeded(.batchPayloadBytes, value: max(frame.count, rawLength), maximum: Limits.journalRecordBytesMax)
         }
         let syncStarted = DispatchTime.now().uptimeNanoseconds
         do {

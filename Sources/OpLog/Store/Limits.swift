@@ -12,6 +12,9 @@ public enum Limits {
     public static let payloadBytesMax = 1 << 20
     /// Ops in one append call (one document).
     public static let opsPerAppendMax = 10_000
+    /// Ops in one multi-document batch, all documents together: with the payload bound below it
+    /// keeps every journal record far under `journalRecordBytesMax`, raw or compressed.
+    public static let opsPerBatchMax = 10_000
     /// Documents in one multi-document batch.
     public static let documentsPerBatchMax = 1_000
     /// Total payload bytes in one append or batch (16 MiB), so one caller cannot monopolise a commit.
@@ -35,6 +38,6 @@ public enum Limits {
 
 /// The name of a limit, carried by `OpLogError.limitExceeded`.
 public enum LimitName: String, Sendable, Equatable {
-    case documentIDBytes, authorBytes, payloadBytes, opsPerAppend, documentsPerBatch, batchPayloadBytes
+    case documentIDBytes, authorBytes, payloadBytes, opsPerAppend, opsPerBatch, documentsPerBatch, batchPayloadBytes
     case snapshotBytes, readOps, listDocuments
 }

@@ -60,7 +60,7 @@ public final class OpLogStore: Sendable {
     }
 
     private static func openChecked(directory: String, options: StoreOptions) throws -> OpLogStore {
-        let existing = try inspectDirectory(directory, readOnly: options.readOnly)
+        try inspectDirectory(directory, readOnly: options.readOnly)
         var lockFile: File?
         if !options.readOnly {
             let file = try File(path: directory + "/" + lockFileName, writable: true, create: true)
@@ -71,8 +71,7 @@ public final class OpLogStore: Sendable {
         let mapSize = max(options.mapSizeInitialBytes, roundUpToMiB(dataSize))
         let tables = try StoreTables.open(directory: directory, options: options, mapSizeBytes: mapSize)
         do {
-            if !existing { try initialize(tables, directory: directory, options: options) }
-            try checkFormat(tables, directory: directory)
+            try checkFormat(tables, directory: directory, initializeIfEmpty: !options.readOnly)
             let writer = lockFile.map { WriterState(lockFile: $0, mapSizeBytes: mapSize) }
             let store = OpLogStore(directory: directory, options: options, tables: tables, writer: writer)
             try store.recover()
@@ -84,7 +83,8 @@ public final class OpLogStore: Sendable {
         }
     }
 
-    /// True if the directory already holds a store; throws if it holds anything else.
+    /// Creates a missing directory; throws if it holds anything but a store.
+    @discardableResult
     private static func inspectDirectory(_ directory: String, readOnly: Bool) throws -> Bool {
         if !File.exists(directory) {
             if readOnly { throw OpLogError.notAStore(path: directory, detail: "the directory does not exist") }
@@ -97,6 +97,9 @@ public final class OpLogStore: Sendable {
         if names.contains(dataFileName) {
             return true
         }
+        if names.contains(Journal.fileName) {
+            throw OpLogError.corruption(CorruptionLocation(area: "lmdb"), detail: "\(directory) has a journal but no data.mdb: the data file was removed")
+        }
         if !foreign.isEmpty {
             throw OpLogError.notAStore(path: directory, detail: "it holds \(foreign.count) other file(s), e.g. '\(foreign.sorted()[0])', and no data.mdb")
         }
@@ -106,8 +109,7 @@ public final class OpLogStore: Sendable {
 
     /// A new store: the journal first, then the format record, so that a crash in between leaves
     /// a directory that the next open initialises again.
-    private static func initialize(_ tables: StoreTables, directory: String, options: StoreOptions) throws {
-        if try tables.environment.read({ txn in try tables.readFormat(txn) }) != nil { return }
+    private static func initialize(_ tables: StoreTables, directory: String) throws {
         try Journal.create(directory: directory, baseSequence: 1).close()
         try tables.environment.write { txn in
             let format = FormatRecord(version: formatVersion, createdAtMilliseconds: currentTimeMilliseconds())
@@ -118,10 +120,21 @@ public final class OpLogStore: Sendable {
         }
     }
 
-    private static func checkFormat(_ tables: StoreTables, directory: String) throws {
-        guard let format = try tables.environment.read({ txn in try tables.readFormat(txn) }) else {
+    /// Checks the format record. A writable open initialises a store with no format record and no
+    /// documents: new, or left by a crash while it was being created.
+    private static func checkFormat(_ tables: StoreTables, directory: String, initializeIfEmpty: Bool) throws {
+        var format = try tables.environment.read { txn in try tables.readFormat(txn) }
+        if format == nil && initializeIfEmpty {
+            let empty = try tables.environment.read { txn in try txn.entryCount(tables.documents) == 0 && txn.entryCount(tables.ops) == 0 }
+            if empty {
+                try initialize(tables, directory: directory)
+                format = try tables.environment.read { txn in try tables.readFormat(txn) }
+            }
+        }
+        guard let format else {
             throw OpLogError.notAStore(path: directory, detail: "data.mdb has no OpLog format record")
         }
+        guard format.version >= 1 else { throw OpLogError.notAStore(path: directory, detail: "format version 0") }
         guard format.version <= formatVersion else {
             throw OpLogError.unsupportedFormatVersion(found: format.version, supported: formatVersion)
         }

@@ -12,18 +12,24 @@ extension OpLogStore {
     func recover() throws {
         // A read-only opener may race with the writer replacing the journal; read both again.
         for attempt in 1...3 {
-            let applied = try tables.environment.read { txn in try tables.readAppliedSequence(txn) }
             guard File.exists(directory + "/" + Journal.fileName) else {
                 throw OpLogError.corruption(CorruptionLocation(area: "journal"), detail: "the journal file is missing; acknowledged ops may be lost")
             }
-            let contents = try Journal.read(directory: directory)
-            if contents.baseSequence > applied + 1 {
-                if writer == nil && attempt < 3 { continue }
-                throw OpLogError.corruption(CorruptionLocation(area: "lmdb"),
-                    detail: "LMDB holds journal records up to \(applied) but the journal starts at \(contents.baseSequence): the data file lost committed transactions (damaged or rolled-back meta page)")
+            // One read transaction for the applied sequence and the document records the replay
+            // continues from, so a writer applying meanwhile cannot make them disagree.
+            let outcome: (applied: UInt64, contents: Journal.Contents)? = try tables.environment.read { txn in
+                let applied = try tables.readAppliedSequence(txn)
+                let contents = try Journal.read(directory: directory, strict: options.durability == .full)
+                if contents.baseSequence > applied + 1 {
+                    if writer == nil && attempt < 3 { return nil }
+                    throw OpLogError.corruption(CorruptionLocation(area: "lmdb"),
+                        detail: "LMDB holds journal records up to \(applied) but the journal starts at \(contents.baseSequence): the data file lost committed transactions (damaged or rolled-back meta page)")
+                }
+                try replay(contents.records.filter { $0.sequence > applied }, txn)
+                return (applied, contents)
             }
+            guard let (applied, contents) = outcome else { continue }
             let unapplied = contents.records.filter { $0.sequence > applied }
-            try replay(unapplied)
             if let tail = contents.tornTail {
                 options.logger.notice("dropped a torn journal record (never acknowledged)", metadata: ["detail": "\(tail)"])
             }
@@ -45,10 +51,10 @@ extension OpLogStore {
     }
 
     /// Replays journal records into views, checking that revisions continue LMDB's.
-    private func replay(_ records: [JournalRecord]) throws {
+    private func replay(_ records: [JournalRecord], _ txn: borrowing ReadTransaction) throws {
         var views: [DocumentID: DocumentView] = [:]
         var bytes = 0
-        try tables.environment.read { txn in
+        do {
             for record in records {
                 for entry in record.entries {
                     switch entry {

@@ -6,10 +6,10 @@ public enum Durability: String, Sendable, CaseIterable {
     /// ACID. An append returns only after the journal's `fdatasync` returned; LMDB commits (applies,
     /// snapshots, deletions) are synced too. A system crash loses nothing acknowledged.
     case full
-    /// ACI. Appends are written to the journal but not synced; everything is synced when the
-    /// journal is applied to LMDB (about every `journalApplyBytes`) and at close. A system crash may
-    /// lose the most recently acknowledged appends, never a prefix with holes, and never corrupts the
-    /// store: torn journal records fail their checksum and are dropped at open.
+    /// ACI. Appends are written to the journal but not synced; they become durable when the journal
+    /// is applied to LMDB in a synced commit (about every `journalApplyBytes`, and at close). A system
+    /// crash may lose acknowledged appends since the last apply: the journal is read up to its first
+    /// missing or torn record and the rest is dropped. It never corrupts the store.
     case lastAppendsMayBeLost
     /// Nothing is synced, LMDB included (`MDB_NOSYNC`). A system crash may lose acknowledged work
     /// and, on file systems that reorder writes (ext4 does not promise order), corrupt the store.
@@ -37,7 +37,7 @@ public struct StoreOptions: Sendable {
     public var dedupeWindowOps: Int = 100_000
     /// Op IDs older than this are forgotten (24 hours by default).
     public var dedupeWindowMilliseconds: Int64 = 24 * 3600 * 1000
-    /// Most ops coalesced into one group commit (a caller's ops are never split).
+    /// Most ops coalesced into one group commit (a caller's ops are never split), 1 ... 100,000.
     public var groupCommitMaxOps: Int = 8192
     /// Most payload bytes coalesced into one group commit.
     public var groupCommitMaxBytes: Int = 8 << 20
@@ -59,7 +59,7 @@ public struct StoreOptions: Sendable {
         try require((1 << 20...1 << 30).contains(journalApplyBytes), "journalApplyBytes must be 1 MiB ... 1 GiB")
         try require((1...Limits.dedupeOpsPerDocumentMax).contains(dedupeWindowOps), "dedupeWindowOps must be 1...\(Limits.dedupeOpsPerDocumentMax)")
         try require(dedupeWindowMilliseconds >= 0, "dedupeWindowMilliseconds must not be negative")
-        try require((1...1_000_000).contains(groupCommitMaxOps), "groupCommitMaxOps must be 1...1,000,000")
+        try require((1...100_000).contains(groupCommitMaxOps), "groupCommitMaxOps must be 1...100,000")
         try require((1 << 16...Limits.journalRecordBytesMax / 2).contains(groupCommitMaxBytes), "groupCommitMaxBytes must be 64 KiB ... 32 MiB")
     }
 }

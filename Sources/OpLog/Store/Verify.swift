@@ -181,12 +181,20 @@ extension OpLogStore {
                 return
             }
             if revision > head { report.problems.append(VerificationProblem(location: location, detail: "snapshot above the head \(head)")) }
-            if let record = records[document], record.floor > 1, revision == record.floor - 1 { covering.insert(document) }
+            if revision + 1 == effectiveFloor(document, records) { covering.insert(document) }
         }
-        for (document, record) in records where record.floor > 1 && !covering.contains(document) {
-            report.problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document, revision: record.floor - 1),
-                                                       detail: "floor is \(record.floor) but the snapshot at \(record.floor - 1) that covers it is missing"))
+        for document in records.keys {
+            let floor = effectiveFloor(document, records)
+            if floor > 1 && !covering.contains(document) {
+                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document, revision: floor - 1),
+                                                           detail: "floor is \(floor) but the snapshot at \(floor - 1) that covers it is missing"))
+            }
         }
+    }
+
+    /// The floor including journaled truncations not yet applied to LMDB.
+    private func effectiveFloor(_ document: DocumentID, _ records: [DocumentID: DocumentRecord]) -> Revision {
+        (try? withState { $0.documents[document]?.floor }) ?? records[document]?.floor ?? 1
     }
 }
 

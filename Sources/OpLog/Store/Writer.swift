@@ -90,6 +90,9 @@ extension OpLogStore {
         }
         if try withState({ $0.failure }) == nil {
             try applyJournal(writer: writer)
+            if options.durability == .mayCorruptOnSystemCrash {
+                do { try tables.environment.sync() } catch { throw OpLogError.wrap(error) }
+            }
         }
     }
 
@@ -133,7 +136,7 @@ extension OpLogStore {
         }
     }
 
-    /// After each LMDB commit: in the no-sync durability mode LMDB did not flush; measure use.
+    /// After each LMDB commit: measure the space in use.
     private func afterLMDBCommit(writer: WriterState) throws {
         let info = try tables.environment.info()
         let highWater = (info.lastPageNumber + 1) * info.pageSizeBytes
@@ -149,6 +152,10 @@ extension OpLogStore {
     /// twice: applying them writes chunk pages, and B-tree pages may be half full.
     func checkSpace(adding bytes: Int, writer: WriterState) throws(OpLogError) {
         let journalBytes = state.withLock { $0.journalBytes }
+        // Applies that keep failing would let the journal grow without bound.
+        if journalBytes > 4 * options.journalApplyBytes + options.groupCommitMaxBytes {
+            throw .storageFull(detail: "the journal holds \(journalBytes) bytes that could not be applied to LMDB")
+        }
         let projected = writer.lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion
         if projected > options.mapSizeMaximumBytes {
             throw .storageFull(detail: "\(writer.lmdbUsedBytes) bytes in use and \(journalBytes) journaled, of at most \(options.mapSizeMaximumBytes) (keeping \(options.reservedBytesForDeletion) for deletions)")
