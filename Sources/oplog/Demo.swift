@@ -19,6 +19,9 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "Durability: full, lastAppendsMayBeLost or mayCorruptOnSystemCrash.")
     var durability: String = "full"
 
+    @Option(help: "Patches in the generated session (without --trace).")
+    var patches: Int = 20_000
+
     func run() async throws {
         guard snapshotEvery >= 1 else { throw ValidationError("--snapshot-every must be at least 1") }
         guard let mode = Durability(rawValue: durability) else { throw ValidationError("unknown durability '\(durability)'") }
@@ -27,7 +30,8 @@ struct Demo: AsyncParsableCommand {
             session = try EditingTrace.load(path: trace)
             print("trace: \(trace) (\(session.patches.count) patches)")
         } else {
-            session = EditingTrace.generated()
+            guard (1...10_000_000).contains(patches) else { throw ValidationError("--patches must be 1 ... 10,000,000") }
+            session = EditingTrace.generated(patchCount: patches)
             print("no --trace given: using a generated editing session (seed 42, \(session.patches.count) patches)")
         }
         var options = StoreOptions()

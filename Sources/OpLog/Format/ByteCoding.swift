@@ -19,6 +19,12 @@ struct ByteWriter {
     mutating func u64(_ value: UInt64) { littleEndian(value) }
     mutating func bytes(_ value: some Collection<UInt8>) { bytes.append(contentsOf: value) }
 
+    /// An op ID as its 16 bytes in order (big-endian halves), the way clients and UUIDs write it.
+    mutating func opID(_ id: OpID) {
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: id.high >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: id.low >> UInt64(shift))) }
+    }
+
     mutating func varint(_ value: UInt64) {
         var rest = value
         while rest >= 0x80 {
@@ -84,6 +90,16 @@ struct ByteReader {
         }
         defer { offset += count }
         return bytes[offset..<(offset + count)]
+    }
+
+    mutating func opID() throws(DecodeError) -> OpID {
+        let slice = try take(16)
+        var high: UInt64 = 0
+        var low: UInt64 = 0
+        for (index, byte) in slice.enumerated() {
+            if index < 8 { high = high << 8 | UInt64(byte) } else { low = low << 8 | UInt64(byte) }
+        }
+        return OpID(high: high, low: low)
     }
 
     mutating func varint() throws(DecodeError) -> UInt64 {

@@ -13,8 +13,7 @@ enum OpSequenceCoding {
     static func encode(_ ops: some Collection<StoredOp>, into writer: inout ByteWriter) {
         var previousServerTime: Int64 = 0
         for op in ops {
-            writer.u64(op.opID.high)
-            writer.u64(op.opID.low)
+            writer.opID(op.opID)
             writer.varint(UInt64(op.serverTimeMilliseconds &- previousServerTime))
             previousServerTime = op.serverTimeMilliseconds
             writer.lengthPrefixed(op.author)
@@ -37,8 +36,7 @@ enum OpSequenceCoding {
         ops.reserveCapacity(count)
         var serverTime: Int64 = 0
         for index in 0..<count {
-            let high = try reader.u64()
-            let low = try reader.u64()
+            let opID = try reader.opID()
             let delta = try reader.varint()
             guard delta <= UInt64(Int64.max - serverTime) else { throw DecodeError("server time overflows") }
             serverTime += Int64(delta)
@@ -51,7 +49,7 @@ enum OpSequenceCoding {
             }
             let payload = try reader.lengthPrefixed(maximum: Limits.payloadBytesMax, what: "payload length")
             ops.append(StoredOp(
-                revision: firstRevision + UInt64(index), opID: OpID(high: high, low: low), author: author,
+                revision: firstRevision + UInt64(index), opID: opID, author: author,
                 clientTimeMilliseconds: clientTime, serverTimeMilliseconds: serverTime, payload: payload))
         }
         return ops
@@ -154,8 +152,7 @@ struct DedupeRecord: Equatable, Sendable {
         writer.varint(UInt64(entries.count))
         var previous: Int64 = 0
         for entry in entries {
-            writer.u64(entry.opID.high)
-            writer.u64(entry.opID.low)
+            writer.opID(entry.opID)
             writer.varint(UInt64(entry.serverTime &- previous))
             previous = entry.serverTime
         }
@@ -171,7 +168,7 @@ struct DedupeRecord: Equatable, Sendable {
         entries.reserveCapacity(count)
         var time: Int64 = 0
         for _ in 0..<count {
-            let id = OpID(high: try reader.u64(), low: try reader.u64())
+            let id = try reader.opID()
             let delta = try reader.varint()
             guard delta <= UInt64(Int64.max - time) else { throw DecodeError("server time overflows") }
             time += Int64(delta)
