@@ -37,16 +37,22 @@ struct Demo: AsyncParsableCommand {
         var options = StoreOptions()
         options.durability = mode
         let store = try OpLogStore.open(directory: storeOption.store, options: options)
+        var policy = CompactionPolicy()
+        policy.snapshotEveryOps = snapshotEvery
+        policy.keepOps = snapshotEvery / 2
+        let scheduler = try CompactionScheduler(store: store, policy: policy, reducer: TextReducer())
         do {
-            try await append(session, to: store)
+            try scheduler.start()
+            try await append(session, to: store, scheduler: scheduler)
             try await store.close()
         } catch {
+            await scheduler.stop()
             try? await store.close()
             throw error
         }
     }
 
-    private func append(_ session: EditingTrace, to store: OpLogStore) async throws {
+    private func append(_ session: EditingTrace, to store: OpLogStore, scheduler: CompactionScheduler) async throws {
         let document = try DocumentID(session.name)
         let reducer = TextReducer()
         let resumed = try store.replay(document, with: reducer)
@@ -55,7 +61,6 @@ struct Demo: AsyncParsableCommand {
         if start > 0 { print("resuming '\(document)' at revision \(start) (head = patches applied)") }
         let clock = ContinuousClock()
         let began = clock.now
-        var snapshots = 0
         for index in start..<session.patches.count {
             let patch = session.patches[index]
             try text.apply(patch)
@@ -64,27 +69,16 @@ struct Demo: AsyncParsableCommand {
             let result = try await store.append([op], to: document)
             let revision = result.revisions[0]
             guard revision == UInt64(index + 1) else { throw ValidationError("revision \(revision) for patch \(index + 1): the document holds other ops") }
-            if revision % UInt64(snapshotEvery) == 0 {
-                try await snapshotAndTruncate(store, document, text: text, at: revision)
-                snapshots += 1
-            }
             if (index + 1) % 20_000 == 0 { printError("… \(index + 1)/\(session.patches.count) patches") }
         }
         let appended = session.patches.count - start
         let seconds = (clock.now - began) / .seconds(1)
-        print("appended \(appended) ops in \(String(format: "%.2f", seconds)) s (\(appended > 0 ? Int(Double(appended) / max(seconds, 1e-9)) : 0) durable appends/s), took \(snapshots) snapshots")
+        await scheduler.drain()
+        await scheduler.stop()
+        let compaction = scheduler.statistics
+        print("appended \(appended) ops in \(String(format: "%.2f", seconds)) s (\(appended > 0 ? Int(Double(appended) / max(seconds, 1e-9)) : 0) durable appends/s)")
+        print("compaction scheduler (snapshot every \(snapshotEvery) ops, keep \(snapshotEvery / 2) below it): \(compaction.snapshotsWritten) snapshots (\(formatBytes(compaction.snapshotBytesWritten))), \(compaction.opsTruncated) ops truncated, \(compaction.snapshotsDeleted) old snapshots deleted, \(compaction.failures) failures")
         try await readBack(store, document, session: session)
-    }
-
-    /// Snapshot at `revision`; keep the ops since the previous snapshot; keep two snapshots.
-    private func snapshotAndTruncate(_ store: OpLogStore, _ document: DocumentID, text: TextBuffer, at revision: Revision) async throws {
-        try await store.putSnapshot(Array(text.text.utf8), of: document, at: revision)
-        let previous = revision - UInt64(snapshotEvery)
-        guard previous > 0 else { return }
-        try await store.truncate(document, below: previous + 1)
-        for old in try store.snapshots(of: document) where old.revision < previous {
-            try await store.deleteSnapshot(of: document, at: old.revision)
-        }
     }
 
     private func readBack(_ store: OpLogStore, _ document: DocumentID, session: EditingTrace) async throws {

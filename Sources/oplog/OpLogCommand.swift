@@ -6,7 +6,7 @@ struct OpLogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "oplog",
         abstract: "A durable operation log and snapshot store for collaborative documents, on LMDB.",
-        subcommands: [Demo.self, Stats.self, Dump.self, Verify.self, VerifyScan.self])
+        subcommands: [Demo.self, Stats.self, Dump.self, Verify.self, Replay.self, Compact.self, Backup.self, Restore.self, VerifyScan.self])
 }
 
 /// The `--store` option every subcommand takes.
@@ -39,6 +39,13 @@ enum FileDescriptorWriter {
             }
         }
     }
+}
+
+/// Opens a store read-only (the CLI's readers never block a running writer).
+func openReadOnly(_ path: String) throws -> OpLogStore {
+    var options = StoreOptions()
+    options.readOnly = true
+    return try OpLogStore.open(directory: path, options: options)
 }
 
 func formatBytes(_ bytes: Int) -> String {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import OpLog
+import OpLogText
 
 /// `oplog verify`: runs the scan in a child process, so that damage to LMDB's own pages that makes
 /// LMDB crash is reported as damage instead of killing the command. Exit 0 clean, 1 problems, 2
@@ -10,12 +11,15 @@ struct Verify: AsyncParsableCommand {
 
     @OptionGroup var storeOption: StoreOption
 
+    @Flag(help: "Skip checking snapshots against the log (they are replayed with the text reducer).")
+    var noReplay = false
+
     func run() async throws {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].contains("/")
             ? CommandLine.arguments[0] : "/proc/self/exe")
         child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        child.arguments = ["verify-scan", "--store", storeOption.store]
+        child.arguments = ["verify-scan", "--store", storeOption.store] + (noReplay ? ["--no-replay"] : [])
         var environment = ProcessInfo.processInfo.environment
         environment["SWIFT_BACKTRACE"] = "enable=no"
         child.environment = environment
@@ -38,6 +42,8 @@ struct VerifyScan: AsyncParsableCommand {
 
     @OptionGroup var storeOption: StoreOption
 
+    @Flag var noReplay = false
+
     func run() async throws {
         var options = StoreOptions()
         options.readOnly = true
@@ -50,9 +56,26 @@ struct VerifyScan: AsyncParsableCommand {
             printError("verify: cannot open the store: \(error)")
             throw ExitCode(2)
         }
-        let report = try store.verify { checked in printError("verify: \(checked) records checked …") }
+        var report = try store.verify { checked in printError("verify: \(checked) records checked …") }
+        var documentsReplayed = 0
+        if !noReplay {
+            // Snapshots against the log: replay from each snapshot to the next and compare.
+            var after: DocumentID?
+            while true {
+                let page = try store.documents(after: after, limit: 1_000)
+                for document in page {
+                    do { report.problems += try store.verifySnapshots(of: document, with: TextReducer()) } catch {
+                        report.problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document), detail: "\(error)"))
+                    }
+                    documentsReplayed += 1
+                }
+                guard page.count == 1_000 else { break }
+                after = page.last
+            }
+        }
         try? await store.close()
         for problem in report.problems { print("DAMAGED \(problem)") }
+        if !noReplay { print("verify: snapshots of \(documentsReplayed) documents checked against their logs (text reducer)") }
         print("verify: \(report.documentsChecked) documents, \(report.chunksChecked) op chunks (\(report.opsChecked) ops), \(report.snapshotsChecked) snapshots, \(report.dedupeRecordsChecked) dedupe records: \(report.isClean ? "clean" : "\(report.problems.count) problem(s)")")
         if !report.isClean { throw ExitCode(1) }
     }

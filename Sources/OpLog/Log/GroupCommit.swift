@@ -256,6 +256,12 @@ extension OpLogStore {
                 }
             }
         }
+        observers.notify(changed.flatMap { document, staged -> [StoreEvent] in
+            var events: [StoreEvent] = []
+            if !staged.appended.isEmpty { events.append(.appended(document: document, ops: staged.appended)) }
+            if staged.truncated { events.append(.truncated(document: document, floor: staged.floor)) }
+            return events
+        })
         let cutoff = currentTimeMilliseconds() - options.dedupeWindowMilliseconds
         for (document, staged) in changed {
             writer.dirtyDocuments.insert(document)

@@ -15,6 +15,7 @@ extension OpLogStore {
         try writeGrowing(writer: writer, allowReserve: false) { txn in
             try txn.put(tables.snapshots, key: KeyCoding.revisionKey(document, revision), value: frame)
         }
+        observers.notify([.snapshotWritten(document: document, revision: revision)])
     }
 
     func removeSnapshot(of document: DocumentID, at revision: Revision, writer: WriterState) throws(OpLogError) {
@@ -43,5 +44,6 @@ extension OpLogStore {
             }
         }
         writer.dedupe[document] = nil
+        observers.notify([.documentDeleted(document: document)])
     }
 }

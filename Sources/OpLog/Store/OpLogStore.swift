@@ -25,6 +25,7 @@ public final class OpLogStore: Sendable {
     let queue = RequestQueue()
     let writer: WriterState?
     let metrics: StoreMetrics
+    let observers = StoreObservers()
 
     static let dataFileName = "data.mdb"
     static let lockFileName = "oplog.lock"
@@ -142,14 +143,23 @@ public final class OpLogStore: Sendable {
 
     // MARK: - Submitting work to the writer
 
-    func submit<T: Sendable>(_ make: (CheckedContinuation<T, any Error>) -> WriteRequest) async throws(OpLogError) -> T {
+    func submit<T: Sendable>(_ make: (Reply<T>) -> WriteRequest) async throws(OpLogError) -> T {
         guard writer != nil else { throw .readOnly }
-        do {
-            return try await withCheckedThrowingContinuation { continuation in
-                let request = make(continuation)
-                if !queue.enqueue(request) { request.fail(.closed) }
-            }
-        } catch { throw OpLogError.wrap(error) }
+        let result: Result<T, OpLogError> = await withCheckedContinuation { continuation in
+            let request = make(Reply { continuation.resume(returning: $0) })
+            if !queue.enqueue(request) { request.fail(.closed) }
+        }
+        return try result.get()
+    }
+
+    /// The same, blocking the calling thread: for threads that are not in Swift's cooperative pool
+    /// (the compaction scheduler, thread-per-connection servers). Never call it from a task.
+    func submitAndWait<T: Sendable>(_ make: (Reply<T>) -> WriteRequest) throws(OpLogError) -> T {
+        guard writer != nil else { throw .readOnly }
+        let box = ReplyBox<T>()
+        let request = make(Reply { result in box.set(result) })
+        if !queue.enqueue(request) { request.fail(.closed) }
+        return try box.wait().get()
     }
 
     /// Appends `ops` to `document` atomically and returns once they are durable (per `durability`).
@@ -189,13 +199,16 @@ public final class OpLogStore: Sendable {
             throw .limitExceeded(.snapshotBytes, value: bytes.count, maximum: Limits.snapshotBytesMax)
         }
         // Compress and frame here, in the caller's task: the writer thread serves every appender.
+        let frame = try snapshotFrame(bytes, of: document, at: revision)
+        try await submit { .putSnapshot(document: document, revision: revision, frame: frame, continuation: $0) }
+    }
+
+    func snapshotFrame(_ bytes: [UInt8], of document: DocumentID, at revision: Revision) throws(OpLogError) -> [UInt8] {
         let key = KeyCoding.revisionKey(document, revision)
         let body = SnapshotRecord.encode(revision: revision, createdAt: currentTimeMilliseconds(), bytes: bytes)
-        let frame: [UInt8]
-        do { frame = try RecordFrame.encode(kind: .snapshot, key: key, body: body, compressionLevel: options.compressionLevel) } catch {
+        do { return try RecordFrame.encode(kind: .snapshot, key: key, body: body, compressionLevel: options.compressionLevel) } catch {
             throw OpLogError.wrap(error)
         }
-        try await submit { .putSnapshot(document: document, revision: revision, frame: frame, continuation: $0) }
     }
 
     /// Deletes the snapshot at `revision`. Refused (`snapshotProtected`) for the one at `floor - 1`.
@@ -217,11 +230,7 @@ public final class OpLogStore: Sendable {
     /// Applies the journal, syncs and closes. Calls made afterwards fail with `closed`.
     public func close() async throws(OpLogError) {
         guard writer != nil else {
-            let wasOpen = state.withLock { state in
-                defer { state.isClosed = true }
-                return !state.isClosed
-            }
-            if wasOpen { tables.environment.close() }
+            closeReadOnly()
             return
         }
         do {
@@ -284,6 +293,27 @@ public final class OpLogStore: Sendable {
             if state.isClosed { throw OpLogError.closed }
             return try body(&state)
         }
+    }
+}
+
+/// A result handed from the writer thread to a blocked caller.
+final class ReplyBox<T: Sendable>: @unchecked Sendable {
+    // Invariant: `result` is written once under `condition` and read after it is set.
+    private let condition = NSCondition()
+    private var result: Result<T, OpLogError>?
+
+    func set(_ value: Result<T, OpLogError>) {
+        condition.lock()
+        result = value
+        condition.signal()
+        condition.unlock()
+    }
+
+    func wait() -> Result<T, OpLogError> {
+        condition.lock()
+        defer { condition.unlock() }
+        while result == nil { condition.wait() }
+        return result!
     }
 }
 

@@ -5,6 +5,11 @@ public struct VerificationProblem: Sendable, Equatable, CustomStringConvertible 
     public var location: CorruptionLocation
     public var detail: String
     public var description: String { "\(location): \(detail)" }
+
+    public init(location: CorruptionLocation, detail: String) {
+        self.location = location
+        self.detail = detail
+    }
 }
 
 /// What `verify` checked and found.
@@ -47,7 +52,7 @@ extension OpLogStore {
             }
             report.documentsChecked = records.count
             try verifyChunks(records: records, report: &report, progress: progress)
-            try verifySnapshots(records: records, report: &report, progress: progress)
+            try verifySnapshotRecords(records: records, report: &report, progress: progress)
             try scan(tables.dedupe, progress: progress) { entry in
                 report.dedupeRecordsChecked += 1
                 guard let (document, _) = KeyCoding.parseRevisionKey(entry.key) else {
@@ -161,7 +166,7 @@ extension OpLogStore {
         }
     }
 
-    private func verifySnapshots(records: [DocumentID: DocumentRecord], report: inout VerificationReport, progress: (Int) -> Void) throws {
+    private func verifySnapshotRecords(records: [DocumentID: DocumentRecord], report: inout VerificationReport, progress: (Int) -> Void) throws {
         var covering: Set<DocumentID> = []
         try scan(tables.snapshots, progress: progress) { entry in
             guard let (document, revision) = KeyCoding.parseRevisionKey(entry.key) else {

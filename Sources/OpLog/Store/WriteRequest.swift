@@ -1,14 +1,28 @@
 import Foundation
 
-/// A mutation waiting for the writer thread. Each carries the continuation its caller awaits.
+/// How the writer thread answers a request: exactly once, from the writer thread. The async API
+/// wraps a continuation, the blocking API a semaphore.
+struct Reply<Value: Sendable>: Sendable {
+    let deliver: @Sendable (Result<Value, OpLogError>) -> Void
+
+    func resume(returning value: Value) { deliver(.success(value)) }
+    func resume(throwing error: OpLogError) { deliver(.failure(error)) }
+    func resume(with result: Result<Value, OpLogError>) { deliver(result) }
+}
+
+extension Reply where Value == Void {
+    func resume() { deliver(.success(())) }
+}
+
+/// A mutation waiting for the writer thread. Each carries the reply its caller waits for.
 enum WriteRequest: Sendable {
-    case append(batch: [DocumentAppend], continuation: CheckedContinuation<[AppendResult], any Error>)
-    case truncate(document: DocumentID, floor: Revision, continuation: CheckedContinuation<Void, any Error>)
-    case putSnapshot(document: DocumentID, revision: Revision, frame: [UInt8], continuation: CheckedContinuation<Void, any Error>)
-    case deleteSnapshot(document: DocumentID, revision: Revision, continuation: CheckedContinuation<Void, any Error>)
-    case deleteDocument(document: DocumentID, continuation: CheckedContinuation<Void, any Error>)
-    case checkpoint(continuation: CheckedContinuation<Void, any Error>)
-    case close(continuation: CheckedContinuation<Void, any Error>)
+    case append(batch: [DocumentAppend], continuation: Reply<[AppendResult]>)
+    case truncate(document: DocumentID, floor: Revision, continuation: Reply<Void>)
+    case putSnapshot(document: DocumentID, revision: Revision, frame: [UInt8], continuation: Reply<Void>)
+    case deleteSnapshot(document: DocumentID, revision: Revision, continuation: Reply<Void>)
+    case deleteDocument(document: DocumentID, continuation: Reply<Void>)
+    case checkpoint(continuation: Reply<Void>)
+    case close(continuation: Reply<Void>)
 
     /// Appends and truncations go through the journal and are coalesced into group commits.
     var isJournaled: Bool {

@@ -41,7 +41,7 @@ extension OpLogStore {
             }
             if case let .close(continuation) = group[0] {
                 let result = Result { () throws(OpLogError) in try shutDown(writer: writer) }
-                continuation.resume(with: result.mapError { $0 as any Error })
+                continuation.resume(with: result)
                 drainAfterClose()
                 return
             }
@@ -57,8 +57,8 @@ extension OpLogStore {
     }
 
     private func runExclusive(_ request: WriteRequest, writer: WriterState) {
-        func run(_ continuation: CheckedContinuation<Void, any Error>, _ body: () throws(OpLogError) -> Void) {
-            do {
+        func run(_ continuation: Reply<Void>, _ body: () throws(OpLogError) -> Void) {
+            do throws(OpLogError) {
                 if let failure = try withState({ $0.failure }) { throw failure }
                 try body()
                 continuation.resume()

@@ -1,0 +1,69 @@
+/// When the compaction scheduler snapshots a document and what it keeps.
+///
+/// A document is snapshotted when, since its newest snapshot, its ops reach `snapshotEveryOps`, or
+/// their payload bytes reach `snapshotEveryBytes`, or its oldest un-snapshotted op is older than
+/// `snapshotAfterMilliseconds` — whichever comes first. Below the newest snapshot at least
+/// `keepOps` ops (and every op younger than `keepMilliseconds`) stay for history and undo; the floor
+/// always sits just above a retained snapshot. The newest `keepSnapshots` snapshots are kept, plus
+/// one at every multiple of `milestoneEveryRevisions` if set, plus the one covering the floor.
+public struct CompactionPolicy: Sendable, Equatable {
+    public var snapshotEveryOps: Int = 1_000
+    public var snapshotEveryBytes: Int = 1 << 20
+    public var snapshotAfterMilliseconds: Int64 = 10 * 60 * 1000
+    public var keepOps: Int = 500
+    public var keepMilliseconds: Int64 = 0
+    public var keepSnapshots: Int = 2
+    public var milestoneEveryRevisions: UInt64? = nil
+    /// Documents compacted per second at most (nil: as fast as it goes); keeps the writer thread's
+    /// share of snapshot commits bounded under load.
+    public var maxDocumentsPerSecond: Double? = nil
+    /// How often the scheduler looks for time-triggered work when nothing else wakes it.
+    public var pollIntervalMilliseconds: Int = 250
+    /// After a document fails (its reducer threw, say), it is retried only after this long.
+    public var retryAfterFailureMilliseconds: Int64 = 60_000
+
+    public init() {}
+
+    func validate() throws(OpLogError) {
+        func require(_ condition: Bool, _ message: String) throws(OpLogError) {
+            if !condition { throw .invalidArgument(message) }
+        }
+        try require(snapshotEveryOps >= 1, "snapshotEveryOps must be at least 1")
+        try require(snapshotEveryBytes >= 1, "snapshotEveryBytes must be at least 1")
+        try require(snapshotAfterMilliseconds >= 0, "snapshotAfterMilliseconds must not be negative")
+        try require(keepOps >= 0, "keepOps must not be negative")
+        try require(keepMilliseconds >= 0, "keepMilliseconds must not be negative")
+        try require(keepSnapshots >= 1, "keepSnapshots must be at least 1")
+        try require(milestoneEveryRevisions.map { $0 >= 1 } ?? true, "milestoneEveryRevisions must be at least 1")
+        try require(maxDocumentsPerSecond.map { $0 > 0 } ?? true, "maxDocumentsPerSecond must be positive")
+        try require((1...60_000).contains(pollIntervalMilliseconds), "pollIntervalMilliseconds must be 1 ... 60,000")
+    }
+}
+
+/// A reducer with its state type erased, so one scheduler can serve documents of several kinds.
+public struct AnyReducer: Sendable {
+    let makeSnapshot: @Sendable (OpLogStore, DocumentID) throws -> (bytes: [UInt8], revision: Revision)
+    let verifySnapshots: @Sendable (OpLogStore, DocumentID) throws -> [VerificationProblem]
+
+    public init<R: Reducer>(_ reducer: R) {
+        makeSnapshot = { store, document in
+            let (state, revision) = try store.replay(document, with: reducer)
+            return (try reducer.encode(state), revision)
+        }
+        verifySnapshots = { store, document in try store.verifySnapshots(of: document, with: reducer) }
+    }
+}
+
+/// What the scheduler has done since it started.
+public struct CompactionStatistics: Sendable, Equatable {
+    /// Documents whose policy currently asks for a snapshot.
+    public var backlogDocuments = 0
+    public var snapshotsWritten = 0
+    public var snapshotBytesWritten = 0
+    public var opsTruncated: UInt64 = 0
+    public var snapshotsDeleted = 0
+    /// Stored bytes of the ops truncated (as the store counted them before and after).
+    public var bytesReclaimed = 0
+    public var compactionNanoseconds: UInt64 = 0
+    public var failures = 0
+}
