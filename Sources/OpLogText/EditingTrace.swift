@@ -37,8 +37,9 @@ public struct EditingTrace: Sendable {
     }
 
     /// A seeded, generated typing session (words, spaces, newlines, backspaces, cursor jumps), for
-    /// machines without the real traces.
-    public static func generated(seed: UInt64 = 42, patchCount: Int = 20_000) -> EditingTrace {
+    /// machines without the real traces. `endContent` is computed only when asked for (it replays
+    /// every patch).
+    public static func generated(seed: UInt64 = 42, patchCount: Int = 20_000, computeEndContent: Bool = true) -> EditingTrace {
         var random = SplitMix64(seed: seed)
         let words = ["the", "log", "of", "every", "edit", "is", "kept", "and", "replayed", "from", "a", "snapshot",
                      "server", "revision", "document", "écrit", "naïve", "文字", "👋", "durable"]
@@ -64,6 +65,7 @@ public struct EditingTrace: Sendable {
                 }
             }
         }
+        guard computeEndContent else { return EditingTrace(name: "generated", startContent: "", endContent: nil, patches: patches) }
         var text = TextBuffer()
         for patch in patches { try? text.apply(patch) }
         return EditingTrace(name: "generated", startContent: "", endContent: text.text, patches: patches)

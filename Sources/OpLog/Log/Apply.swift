@@ -99,12 +99,20 @@ extension OpLogStore {
     /// server times both increase).
     private func rememberOpIDs(_ txn: borrowing WriteTransaction, _ document: DocumentID, of ops: ArraySlice<StoredOp>,
                                oldestKept: Revision, cutoff: Int64) throws {
-        let remembered = ops.filter { $0.revision >= oldestKept && $0.serverTimeMilliseconds >= cutoff }
-        guard let first = remembered.first else { return }
-        let record = DedupeRecord(firstRevision: first.revision, entries: remembered.map { ($0.opID, $0.serverTimeMilliseconds) })
-        let key = KeyCoding.revisionKey(document, first.revision)
-        try txn.put(tables.dedupe, key: key, value: RecordFrame.encode(kind: .dedupe, key: key, body: record.encode(), compressionLevel: 0))
+        let remembered = Array(ops.filter { $0.revision >= oldestKept && $0.serverTimeMilliseconds >= cutoff })
+        // Records of at most `dedupeEntriesPerRecord` entries stay inside LMDB leaf pages: a larger
+        // value goes to overflow pages and wastes up to a page of slack each.
+        for start in stride(from: 0, to: remembered.count, by: Self.dedupeEntriesPerRecord) {
+            let piece = remembered[start..<min(start + Self.dedupeEntriesPerRecord, remembered.count)]
+            guard let first = piece.first else { continue }
+            let record = DedupeRecord(firstRevision: first.revision, entries: piece.map { ($0.opID, $0.serverTimeMilliseconds) })
+            let key = KeyCoding.revisionKey(document, first.revision)
+            try txn.put(tables.dedupe, key: key, value: RecordFrame.encode(kind: .dedupe, key: key, body: record.encode(), compressionLevel: 0))
+        }
     }
+
+    /// 100 entries of about 17 bytes: a record of under 1.8 KiB, inside LMDB's ~2 KiB inline limit.
+    static let dedupeEntriesPerRecord = 100
 
     /// Deletes dedupe records wholly outside the window.
     private func pruneDedupeRecords(_ txn: borrowing WriteTransaction, _ document: DocumentID, oldestKept: Revision, cutoff: Int64) throws {

@@ -232,3 +232,28 @@ extension OpLogStore {
         } catch { throw OpLogError.wrap(error) }
     }
 }
+
+/// Bytes stored per kind of record (values as stored: framed and compressed, keys included).
+public struct SpaceUsage: Sendable, Equatable {
+    public var opChunkBytes = 0
+    public var snapshotBytes = 0
+    public var dedupeBytes = 0
+    public var documentRecordBytes = 0
+    public var total: Int { opChunkBytes + snapshotBytes + dedupeBytes + documentRecordBytes }
+
+    public init() {}
+}
+
+extension OpLogStore {
+    /// Scans every record and sums what is stored, by kind (a full scan, in short transactions).
+    public func spaceUsage() throws(OpLogError) -> SpaceUsage {
+        var usage = SpaceUsage()
+        do {
+            try scan(tables.ops, progress: { _ in }) { usage.opChunkBytes += $0.key.count + $0.value.count }
+            try scan(tables.snapshots, progress: { _ in }) { usage.snapshotBytes += $0.key.count + $0.value.count }
+            try scan(tables.dedupe, progress: { _ in }) { usage.dedupeBytes += $0.key.count + $0.value.count }
+            try scan(tables.documents, progress: { _ in }) { usage.documentRecordBytes += $0.key.count + $0.value.count }
+        } catch { throw OpLogError.wrap(error) }
+        return usage
+    }
+}
