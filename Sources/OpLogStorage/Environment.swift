@@ -39,6 +39,8 @@ public final class Environment: @unchecked Sendable {
     private let writeLock = Mutex<Void>(())
     public let path: String
     public let configuration: EnvironmentConfiguration
+    /// Reader slots of dead processes that `mdb_reader_check` cleared when this environment opened.
+    public private(set) var staleReadersClearedAtOpen = 0
 
     /// Opens (and with a writable configuration creates) the environment in `directory`.
     public init(directory: String, configuration: EnvironmentConfiguration) throws(StorageError) {
@@ -63,7 +65,7 @@ public final class Environment: @unchecked Sendable {
         handle = env
         // Reader slots left by killed processes pin pages until cleared ("mdb_reader_check").
         var dead: Int32 = 0
-        _ = mdb_reader_check(env, &dead)
+        if mdb_reader_check(env, &dead) == MDB_SUCCESS { staleReadersClearedAtOpen = Int(dead) }
     }
 
     deinit { closeHandle() }

@@ -47,7 +47,12 @@ import Testing
                     _ = try await store.append(ops, to: document)
                     index += count
                     for (revision, expected) in pending where UInt64(index) >= revision + 50 {
-                        #expect(try store.replay(document, to: revision, with: TextReducer()).state.text == expected, "\(trace.name) at \(revision)")
+                        do {
+                            #expect(try store.replay(document, to: revision, with: TextReducer()).state.text == expected, "\(trace.name) at \(revision)")
+                        } catch {
+                            let info = try store.info(of: document)
+                            Issue.record("\(trace.name) at \(revision) (appended \(index), head \(info?.head ?? 0), floor \(info?.floor ?? 0), snapshots \(info?.snapshots.map(\.revision) ?? [])): \(error)")
+                        }
                     }
                     pending.removeAll { UInt64(index) >= $0.0 + 50 }
                 }

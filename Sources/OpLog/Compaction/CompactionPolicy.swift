@@ -5,7 +5,8 @@
 /// `snapshotAfterMilliseconds` — whichever comes first. Below the newest snapshot at least
 /// `keepOps` ops (and every op younger than `keepMilliseconds`) stay for history and undo; the floor
 /// always sits just above a retained snapshot. The newest `keepSnapshots` snapshots are kept, plus
-/// one at every multiple of `milestoneEveryRevisions` if set, plus the one covering the floor.
+/// one at every multiple of `milestoneEveryRevisions` if set, plus the one covering the floor and
+/// the oldest one above the floor (the next floor's cover).
 public struct CompactionPolicy: Sendable, Equatable {
     public var snapshotEveryOps: Int = 1_000
     public var snapshotEveryBytes: Int = 1 << 20

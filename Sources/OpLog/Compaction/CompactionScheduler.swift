@@ -275,8 +275,12 @@ public final class CompactionScheduler: Sendable {
             state.withLock { $0.statistics.opsTruncated += truncated }
             break
         }
+        // Kept: the newest keepSnapshots, milestones, the floor's cover, and the oldest snapshot above
+        // the floor — the next floor's cover once keepOps newer ops exist, so truncation progresses
+        // even when keepOps spans more than keepSnapshots snapshots.
+        let nextCover = snapshots.first { $0 + 1 > floor }
         let kept = Set(snapshots.suffix(policy.keepSnapshots)).union(snapshots.filter { revision in
-            revision + 1 == floor || (policy.milestoneEveryRevisions.map { revision % $0 == 0 } ?? false)
+            revision + 1 == floor || revision == nextCover || (policy.milestoneEveryRevisions.map { revision % $0 == 0 } ?? false)
         })
         for revision in snapshots where !kept.contains(revision) && revision + 1 != floor {
             try store.submitAndWait { .deleteSnapshot(document: document, revision: revision, continuation: $0) }

@@ -256,6 +256,9 @@ extension OpLogStore {
                 }
             }
         }
+        for (document, staged) in changed where !staged.appended.isEmpty {
+            subscriptions.deliver(document, staged.appended)
+        }
         observers.notify(changed.flatMap { document, staged -> [StoreEvent] in
             var events: [StoreEvent] = []
             if !staged.appended.isEmpty { events.append(.appended(document: document, ops: staged.appended)) }

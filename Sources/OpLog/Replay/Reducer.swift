@@ -41,6 +41,21 @@ extension OpLogStore {
     /// then the ops after it.
     /// - Returns: the state and the revision it stands at.
     public func replay<R: Reducer>(_ document: DocumentID, to revision: Revision? = nil, with reducer: R) throws(ReplayError) -> (state: R.State, revision: Revision) {
+        // Replay reads in several short transactions, so compaction may truncate the ops after the
+        // snapshot it started from; it then starts again from the newer snapshot that truncation
+        // required. Only a target that itself fell below the floor is an error.
+        var attempt = 0
+        while true {
+            attempt += 1
+            do {
+                return try replayOnce(document, to: revision, with: reducer)
+            } catch .store(.belowFloor(_, let requested, _, _)) where attempt < 4 && requested != (revision ?? 0) {
+                continue
+            }
+        }
+    }
+
+    private func replayOnce<R: Reducer>(_ document: DocumentID, to revision: Revision?, with reducer: R) throws(ReplayError) -> (state: R.State, revision: Revision) {
         let head: Revision
         let floor: Revision
         do {

@@ -83,7 +83,10 @@ extension OpLogStore {
             defer { state.isClosed = true }
             return !state.isClosed
         }
-        if wasOpen { tables.environment.close() }
+        if wasOpen {
+            subscriptions.closeAll()
+            tables.environment.close()
+        }
     }
 }
 

@@ -26,6 +26,7 @@ public final class OpLogStore: Sendable {
     let writer: WriterState?
     let metrics: StoreMetrics
     let observers = StoreObservers()
+    let subscriptions = SubscriptionRegistry()
 
     static let dataFileName = "data.mdb"
     static let lockFileName = "oplog.lock"

@@ -214,6 +214,8 @@ public struct StoreStatistics: Sendable {
     public var pagesUsed: Int
     public var freePages: Int
     public var documentCount: Int
+    /// Reader slots left by killed processes that were cleared when this store opened.
+    public var staleReadersClearedAtOpen: Int
 }
 
 extension OpLogStore {
@@ -228,7 +230,8 @@ extension OpLogStore {
                 journalBytes: File.sizeOf(directory + "/" + Journal.fileName) ?? 0,
                 mapSizeBytes: info.mapSizeBytes, pageSizeBytes: info.pageSizeBytes,
                 pagesUsed: info.lastPageNumber + 1, freePages: try tables.environment.freePageCount(),
-                documentCount: max(documentCount, journaledNew))
+                documentCount: max(documentCount, journaledNew),
+                staleReadersClearedAtOpen: tables.environment.staleReadersClearedAtOpen)
         } catch { throw OpLogError.wrap(error) }
     }
 }

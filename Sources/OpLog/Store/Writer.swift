@@ -85,6 +85,7 @@ extension OpLogStore {
         defer {
             writer.journal?.close()
             state.withLock { $0.isClosed = true }
+            subscriptions.closeAll()
             tables.environment.close()
             writer.lockFile.close()
         }
