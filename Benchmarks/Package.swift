@@ -16,8 +16,8 @@ let package = Package(
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CZlibBench", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // The engine protocol and the three baseline engines; an `oplog` engine joins here later.
-        .target(name: "WorkloadEngines", dependencies: ["CLMDBBench", "CRocksDB", "CSQLite"]),
+        // The engine protocol, the three baselines and the two candidate layouts (zlib: lmdb-log).
+        .target(name: "WorkloadEngines", dependencies: ["CLMDBBench", "CRocksDB", "CSQLite", "CZlibBench"]),
         // OpLog itself behind the same protocol.
         .target(name: "OpLogEngine", dependencies: ["WorkloadEngines", .product(name: "OpLog", package: "OpLog")]),
         // The driver: traces, workloads W1/W2, measurement and reports.

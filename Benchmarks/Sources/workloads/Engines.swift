@@ -13,6 +13,8 @@ enum Engines {
     static let all: [EngineFactory] = [
         EngineFactory(name: "oplog") { try OpLogWorkloadEngine(path: $0) },
         EngineFactory(name: "lmdb-naive") { try LMDBNaiveEngine(path: $0) },
+        EngineFactory(name: "lmdb-group") { try LMDBGroupEngine(path: $0) },
+        EngineFactory(name: "lmdb-log") { try LMDBLogEngine(path: $0) },
         EngineFactory(name: "sqlite") { try SQLiteEngine(directory: $0) },
         EngineFactory(name: "rocksdb") { try RocksDBEngine(path: $0) },
     ]
