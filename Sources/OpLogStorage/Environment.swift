@@ -103,8 +103,9 @@ public final class Environment: @unchecked Sendable {
                 if code == MDB_SUCCESS { code = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn) }
             }
             try checkLMDB(code, "mdb_txn_begin(read)")
+            guard let txn else { throw StorageError(.lmdb(EINVAL), operation: "mdb_txn_begin(read) returned no transaction") }
             defer { mdb_txn_abort(txn) }
-            return try body(ReadTransaction(txn: txn!))
+            return try body(ReadTransaction(txn: txn))
         }
     }
 
@@ -115,9 +116,10 @@ public final class Environment: @unchecked Sendable {
                 let env = try liveHandle("mdb_txn_begin")
                 var txn: OpaquePointer?
                 try checkLMDB(mdb_txn_begin(env, nil, 0, &txn), "mdb_txn_begin(write)")
+                guard let txn else { throw StorageError(.lmdb(EINVAL), operation: "mdb_txn_begin(write) returned no transaction") }
                 let result: T
                 do {
-                    result = try body(WriteTransaction(txn: txn!))
+                    result = try body(WriteTransaction(txn: txn))
                 } catch {
                     mdb_txn_abort(txn)
                     throw error
@@ -139,8 +141,9 @@ public final class Environment: @unchecked Sendable {
             let env = try liveHandle("mdb_txn_begin")
             var txn: OpaquePointer?
             try checkLMDB(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin(read)")
+            guard let txn else { throw StorageError(.lmdb(EINVAL), operation: "mdb_txn_begin(read) returned no transaction") }
             do {
-                let database = try Transaction(txn: txn!).openDatabase(named: name)
+                let database = try Transaction(txn: txn).openDatabase(named: name)
                 try checkLMDB(mdb_txn_commit(txn), "mdb_txn_commit(read)")
                 return database
             } catch {

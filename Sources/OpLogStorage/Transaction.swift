@@ -1,4 +1,7 @@
 import CLMDB
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Read transactions and write transactions share one type; LMDB itself refuses writes in a
 /// read-only transaction (`EACCES`). The names say which one a closure is given.
@@ -71,8 +74,9 @@ public struct Transaction: ~Copyable {
     public func withCursor<T>(_ database: Database, _ body: (borrowing Cursor) throws -> T) throws -> T {
         var cursor: OpaquePointer?
         try checkLMDB(mdb_cursor_open(txn, database.dbi, &cursor), "mdb_cursor_open")
+        guard let cursor else { throw StorageError(.lmdb(EINVAL), operation: "mdb_cursor_open returned no cursor") }
         defer { mdb_cursor_close(cursor) }
-        return try body(Cursor(cursor: cursor!))
+        return try body(Cursor(cursor: cursor))
     }
 
     /// Sums the page numbers listed in LMDB's free database (DBI 0). Each record there is a

@@ -64,7 +64,7 @@ extension OpLogStore {
                 end += 1
             }
             let chunk = retained[start..<end]
-            let key = KeyCoding.revisionKey(document, chunk.first!.revision)
+            let key = KeyCoding.revisionKey(document, retained[start].revision)
             let value = try RecordFrame.encode(kind: .opChunk, key: key, body: OpChunkRecord.encode(chunk), compressionLevel: options.compressionLevel)
             try txn.put(tables.ops, key: key, value: value)
             record.chunkBytes += UInt64(value.count)

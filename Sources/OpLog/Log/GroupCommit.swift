@@ -15,6 +15,21 @@ struct ScratchDocument {
     /// Op IDs this group accepted, not yet in the dedupe index.
     var newIDs: [OpID: Revision] = [:]
     var changed: Bool { !appended.isEmpty || truncated }
+
+    /// Applies this group's changes to the shared view, in place.
+    func publish(into view: inout DocumentView) {
+        view.head = head
+        view.lastServerTimeMilliseconds = lastServerTimeMilliseconds
+        view.pending.append(contentsOf: appended)
+        if truncated {
+            // Journaled ops below the new floor stay in `pending` until the apply: their op IDs
+            // must reach the dedupe records though the ops are never written to LMDB.
+            view.floor = floor
+            view.pendingBytes = retainedPendingBytes(view)
+        } else {
+            view.pendingBytes += appended.reduce(0) { $0 + $1.payload.count + $1.author.count + 20 }
+        }
+    }
 }
 
 extension OpLogStore {
@@ -242,18 +257,7 @@ extension OpLogStore {
         let changed = scratch.filter { $0.value.changed }
         state.withLock { state in
             for (document, staged) in changed {
-                if state.documents[document] == nil { state.documents[document] = DocumentView(record: staged.record ?? .empty) }
-                state.documents[document]!.head = staged.head
-                state.documents[document]!.lastServerTimeMilliseconds = staged.lastServerTimeMilliseconds
-                state.documents[document]!.pending.append(contentsOf: staged.appended)
-                if staged.truncated {
-                    // Journaled ops below the new floor stay in `pending` until the apply: their op
-                    // IDs must reach the dedupe records though the ops are never written to LMDB.
-                    state.documents[document]!.floor = staged.floor
-                    state.documents[document]!.pendingBytes = retainedPendingBytes(state.documents[document]!)
-                } else {
-                    state.documents[document]!.pendingBytes += staged.appended.reduce(0) { $0 + $1.payload.count + $1.author.count + 20 }
-                }
+                staged.publish(into: &state.documents[document, default: DocumentView(record: staged.record ?? .empty)])
             }
         }
         for (document, staged) in changed where !staged.appended.isEmpty {
@@ -268,11 +272,10 @@ extension OpLogStore {
         let cutoff = currentTimeMilliseconds() - options.dedupeWindowMilliseconds
         for (document, staged) in changed {
             writer.dirtyDocuments.insert(document)
-            guard writer.dedupe[document] != nil else { continue }
             for op in staged.appended {
-                writer.dedupe[document]!.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds)
+                writer.dedupe[document]?.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds)
             }
-            writer.dedupe[document]!.prune(keepingOps: options.dedupeWindowOps, cutoff: cutoff)
+            writer.dedupe[document]?.prune(keepingOps: options.dedupeWindowOps, cutoff: cutoff)
         }
     }
 }
