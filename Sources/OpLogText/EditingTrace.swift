@@ -17,23 +17,36 @@ public struct EditingTrace: Sendable {
     public static func load(path: String) throws -> EditingTrace {
         let compressed = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         let json = try Zlib.gunzip(compressed, maximumBytes: decompressedBytesMax)
-        guard let root = try JSONSerialization.jsonObject(with: Data(json)) as? [String: Any],
-              let txns = root["txns"] as? [[String: Any]] else {
-            throw TextPatchError(detail: "\(path) is not an editing trace (no txns)")
-        }
-        var patches: [TextPatch] = []
-        for txn in txns {
-            for case let raw as [Any] in (txn["patches"] as? [Any]) ?? [] {
-                guard raw.count == 3, let position = raw[0] as? Int, let deleted = raw[1] as? Int, let inserted = raw[2] as? String else {
-                    throw TextPatchError(detail: "\(path): a patch is not [pos, del, \"ins\"]")
-                }
-                patches.append(TextPatch(position: position, deleted: deleted, inserted: inserted))
-            }
+        let file: TraceFile
+        do { file = try JSONDecoder().decode(TraceFile.self, from: Data(json)) } catch {
+            throw TextPatchError(detail: "\(path) is not an editing trace: \(error)")
         }
         var name = (path as NSString).lastPathComponent
         if name.hasSuffix(".json.gz") { name.removeLast(8) }
-        return EditingTrace(name: name, startContent: root["startContent"] as? String ?? "",
-                            endContent: root["endContent"] as? String, patches: patches)
+        return EditingTrace(name: name, startContent: file.startContent ?? "", endContent: file.endContent,
+                            patches: file.txns.flatMap { $0.patches.map(\.patch) })
+    }
+
+    /// The trace file's JSON, decoded directly into patches.
+    private struct TraceFile: Decodable {
+        var startContent: String?
+        var endContent: String?
+        var txns: [Transaction]
+
+        struct Transaction: Decodable {
+            var patches: [PatchTriple]
+        }
+
+        /// `[pos, del, "ins"]`.
+        struct PatchTriple: Decodable {
+            var patch: TextPatch
+
+            init(from decoder: any Decoder) throws {
+                var container = try decoder.unkeyedContainer()
+                patch = TextPatch(position: try container.decode(Int.self), deleted: try container.decode(Int.self),
+                                  inserted: try container.decode(String.self))
+            }
+        }
     }
 
     /// A seeded, generated typing session (words, spaces, newlines, backspaces, cursor jumps), for

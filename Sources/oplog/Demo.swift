@@ -22,6 +22,9 @@ struct Demo: AsyncParsableCommand {
     @Option(help: "Patches in the generated session (without --trace).")
     var patches: Int = 20_000
 
+    @Flag(help: "Append without the compaction scheduler (no snapshots, nothing truncated).")
+    var noCompaction = false
+
     func run() async throws {
         guard snapshotEvery >= 1 else { throw ValidationError("--snapshot-every must be at least 1") }
         guard let mode = Durability(rawValue: durability) else { throw ValidationError("unknown durability '\(durability)'") }
@@ -42,7 +45,7 @@ struct Demo: AsyncParsableCommand {
         policy.keepOps = snapshotEvery / 2
         let scheduler = try CompactionScheduler(store: store, policy: policy, reducer: TextReducer())
         do {
-            try scheduler.start()
+            if !noCompaction { try scheduler.start() }
             try await append(session, to: store, scheduler: scheduler)
             try await store.close()
         } catch {
@@ -76,7 +79,7 @@ struct Demo: AsyncParsableCommand {
         await scheduler.drain()
         await scheduler.stop()
         let compaction = scheduler.statistics
-        print("appended \(appended) ops in \(String(format: "%.2f", seconds)) s (\(appended > 0 ? Int(Double(appended) / max(seconds, 1e-9)) : 0) durable appends/s)")
+        print("appended \(appended) ops in \(String(format: "%.2f", seconds)) s (\(appended > 0 ? Int(Double(appended) / max(seconds, 1e-9)) : 0) appends/s, durability \(durability), one append per patch)")
         print("compaction scheduler (snapshot every \(snapshotEvery) ops, keep \(snapshotEvery / 2) below it): \(compaction.snapshotsWritten) snapshots (\(formatBytes(compaction.snapshotBytesWritten))), \(compaction.opsTruncated) ops truncated, \(compaction.snapshotsDeleted) old snapshots deleted, \(compaction.failures) failures")
         try await readBack(store, document, session: session)
     }

@@ -95,7 +95,13 @@ public final class CompactionScheduler: Sendable {
 
     /// Stops after the step in progress; the store stays open.
     public func stop() async {
-        state.withLock { if $0.phase != .stopped { $0.phase = .stopping } }
+        state.withLock { state in
+            switch state.phase {
+            case .created: state.phase = .stopped  // never started: no thread to wait for
+            case .stopped: break
+            default: state.phase = .stopping
+            }
+        }
         signal()
         while state.withLock({ $0.phase != .stopped }) {
             try? await Task.sleep(for: .milliseconds(5))
