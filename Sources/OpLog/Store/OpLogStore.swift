@@ -66,7 +66,7 @@ public final class OpLogStore: Sendable {
         var lockFile: File?
         if !options.readOnly {
             let file = try File(path: directory + "/" + lockFileName, writable: true, create: true)
-            guard try file.tryLockExclusive() else { throw OpLogError.lockedByAnotherProcess(path: directory) }
+            guard try lockWithRetry(file) else { throw OpLogError.lockedByAnotherProcess(path: directory) }
             lockFile = file
         }
         let dataSize = File.sizeOf(directory + "/" + dataFileName) ?? 0
@@ -83,6 +83,17 @@ public final class OpLogStore: Sendable {
             tables.environment.close()
             throw error
         }
+    }
+
+    /// Takes the writer lock, retrying for up to half a second: a child process forked by this one
+    /// (any `Process` launch) shares the lock's open file description until it execs, so a store
+    /// closed and reopened at that moment would otherwise look locked by another process.
+    private static func lockWithRetry(_ file: File) throws -> Bool {
+        for attempt in 0..<50 {
+            if try file.tryLockExclusive() { return true }
+            if attempt < 49 { usleep(10_000) }
+        }
+        return false
     }
 
     /// Creates a missing directory; throws if it holds anything but a store.
