@@ -14,11 +14,10 @@ struct Dump: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        var options = StoreOptions()
-        options.readOnly = true
-        let store = try OpLogStore.open(directory: storeOption.store, options: options)
+        let store = try openReadOnly(storeOption.store)
         defer { Task { try? await store.close() } }
-        let ids = try document.map { [try DocumentID($0)] } ?? allDocuments(store)
+        var ids: [DocumentID] = []
+        if let document { ids = [try DocumentID(document)] } else { try forEachDocument(store) { ids.append($0) } }
         for id in ids {
             guard let info = try store.info(of: id) else { continue }
             if !json { print("document \(id): head \(info.head), floor \(info.floor), snapshots \(info.snapshots.map(\.revision))") }
@@ -29,17 +28,6 @@ struct Dump: AsyncParsableCommand {
                 next += UInt64(batch.count)
                 if batch.isEmpty { break }
             }
-        }
-    }
-
-    private func allDocuments(_ store: OpLogStore) throws -> [DocumentID] {
-        var result: [DocumentID] = []
-        var after: DocumentID?
-        while true {
-            let page = try store.documents(after: after, limit: 1_000)
-            result += page
-            guard page.count == 1_000 else { return result }
-            after = page.last
         }
     }
 

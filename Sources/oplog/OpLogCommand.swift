@@ -48,6 +48,17 @@ func openReadOnly(_ path: String) throws -> OpLogStore {
     return try OpLogStore.open(directory: path, options: options)
 }
 
+/// Every document ID of a store, in pages of 1,000 (so the listing never holds a long read).
+func forEachDocument(_ store: OpLogStore, _ body: (DocumentID) throws -> Void) throws {
+    var after: DocumentID?
+    while true {
+        let page = try store.documents(after: after, limit: 1_000)
+        for document in page { try body(document) }
+        guard page.count == 1_000 else { return }
+        after = page.last
+    }
+}
+
 func formatBytes(_ bytes: Int) -> String {
     if bytes >= 1 << 20 { return String(format: "%.1f MiB", Double(bytes) / Double(1 << 20)) }
     if bytes >= 1 << 10 { return String(format: "%.1f KiB", Double(bytes) / Double(1 << 10)) }

@@ -81,15 +81,9 @@ func copyAndVerify(from source: String, to destination: String, compact: Bool, v
     defer { Task { try? await copy.close() } }
     let verification = try copy.verify()
     var replayed = 0
-    var after: DocumentID?
-    while true {
-        let page = try copy.documents(after: after, limit: 1_000)
-        for document in page {
-            _ = try copy.replay(document, with: TextReducer())
-            replayed += 1
-        }
-        guard page.count == 1_000 else { break }
-        after = page.last
+    try forEachDocument(copy) { document in
+        _ = try copy.replay(document, with: TextReducer())
+        replayed += 1
     }
     for problem in verification.problems { print("DAMAGED \(problem)") }
     print("copy: verify \(verification.isClean ? "clean" : "found \(verification.problems.count) problem(s)"), \(replayed) documents replayed")

@@ -11,18 +11,12 @@ struct Stats: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        var options = StoreOptions()
-        options.readOnly = true
-        let store = try OpLogStore.open(directory: storeOption.store, options: options)
+        let store = try openReadOnly(storeOption.store)
         defer { Task { try? await store.close() } }
         let stats = try store.statistics()
         var documents: [DocumentInfo] = []
-        var after: DocumentID?
-        while true {
-            let page = try store.documents(after: after, limit: 1_000)
-            for id in page { if let info = try store.info(of: id) { documents.append(info) } }
-            guard page.count == 1_000 else { break }
-            after = page.last
+        try forEachDocument(store) { id in
+            if let info = try store.info(of: id) { documents.append(info) }
         }
         if json {
             let storeObject: [String: Any] = [

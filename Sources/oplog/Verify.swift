@@ -60,17 +60,11 @@ struct VerifyScan: AsyncParsableCommand {
         var documentsReplayed = 0
         if !noReplay {
             // Snapshots against the log: replay from each snapshot to the next and compare.
-            var after: DocumentID?
-            while true {
-                let page = try store.documents(after: after, limit: 1_000)
-                for document in page {
-                    do { report.problems += try store.verifySnapshots(of: document, with: TextReducer()) } catch {
-                        report.problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document), detail: "\(error)"))
-                    }
-                    documentsReplayed += 1
+            try forEachDocument(store) { document in
+                do { report.problems += try store.verifySnapshots(of: document, with: TextReducer()) } catch {
+                    report.problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document), detail: "\(error)"))
                 }
-                guard page.count == 1_000 else { break }
-                after = page.last
+                documentsReplayed += 1
             }
         }
         try? await store.close()

@@ -79,14 +79,7 @@ extension OpLogStore {
     }
 
     func decodeDedupe(_ entry: Entry, document: DocumentID) throws(OpLogError) -> DedupeRecord {
-        let revision = KeyCoding.parseRevisionKey(entry.key)?.revision
-        let location = CorruptionLocation(area: "dedupe", document: document, revision: revision)
-        let body = try StoreTables.decodeFrame(entry.value, key: entry.key, kind: .dedupe, location: location)
-        let record: DedupeRecord
-        do { record = try DedupeRecord.decode(body) } catch { throw .corruption(location, detail: error.description) }
-        guard record.firstRevision == revision else {
-            throw .corruption(location, detail: "dedupe record starts at \(record.firstRevision), its key says \(revision ?? 0)")
-        }
-        return record
+        try StoreTables.decodeRevisionRecord(entry, document: document, area: "dedupe", kind: .dedupe,
+                                             decode: DedupeRecord.decode, revisionOf: { $0.firstRevision })
     }
 }

@@ -82,14 +82,7 @@ extension OpLogStore {
 
     /// Decodes an op chunk and checks it against its key.
     func decodeChunk(_ entry: Entry, document: DocumentID) throws(OpLogError) -> [StoredOp] {
-        let revision = KeyCoding.parseRevisionKey(entry.key)?.revision
-        let location = CorruptionLocation(area: "ops", document: document, revision: revision)
-        let body = try StoreTables.decodeFrame(entry.value, key: entry.key, kind: .opChunk, location: location)
-        let ops: [StoredOp]
-        do { ops = try OpChunkRecord.decode(body) } catch { throw .corruption(location, detail: error.description) }
-        guard ops.first?.revision == revision else {
-            throw .corruption(location, detail: "chunk starts at revision \(ops.first?.revision ?? 0), its key says \(revision ?? 0)")
-        }
-        return ops
+        try StoreTables.decodeRevisionRecord(entry, document: document, area: "ops", kind: .opChunk,
+                                             decode: OpChunkRecord.decode, revisionOf: { $0.first?.revision })
     }
 }

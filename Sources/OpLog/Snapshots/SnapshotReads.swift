@@ -50,14 +50,7 @@ extension OpLogStore {
     }
 
     func decodeSnapshot(_ entry: Entry, document: DocumentID) throws(OpLogError) -> Snapshot {
-        let revision = KeyCoding.parseRevisionKey(entry.key)?.revision
-        let location = CorruptionLocation(area: "snapshots", document: document, revision: revision)
-        let body = try StoreTables.decodeFrame(entry.value, key: entry.key, kind: .snapshot, location: location)
-        let snapshot: Snapshot
-        do { snapshot = try SnapshotRecord.decode(body) } catch { throw .corruption(location, detail: error.description) }
-        guard snapshot.revision == revision else {
-            throw .corruption(location, detail: "snapshot says revision \(snapshot.revision), its key says \(revision ?? 0)")
-        }
-        return snapshot
+        try StoreTables.decodeRevisionRecord(entry, document: document, area: "snapshots", kind: .snapshot,
+                                             decode: SnapshotRecord.decode, revisionOf: { $0.revision })
     }
 }

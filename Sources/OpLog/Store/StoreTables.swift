@@ -45,6 +45,21 @@ struct StoreTables: Sendable {
         }
     }
 
+    /// Checks and decodes a record stored under a (document, revision) key, and checks that the
+    /// revision its body names (`revisionOf`) is the key's: a record under the wrong key is damage.
+    static func decodeRevisionRecord<T>(_ entry: Entry, document: DocumentID, area: String, kind: RecordKind,
+                                        decode: ([UInt8]) throws(DecodeError) -> T, revisionOf: (T) -> Revision?) throws(OpLogError) -> T {
+        let revision = KeyCoding.parseRevisionKey(entry.key)?.revision
+        let location = CorruptionLocation(area: area, document: document, revision: revision)
+        let body = try decodeFrame(entry.value, key: entry.key, kind: kind, location: location)
+        let value: T
+        do { value = try decode(body) } catch { throw .corruption(location, detail: error.description) }
+        guard let named = revisionOf(value), named == revision else {
+            throw .corruption(location, detail: "the record names revision \(revisionOf(value) ?? 0), its key says \(revision ?? 0)")
+        }
+        return value
+    }
+
     func readDocumentRecord(_ txn: borrowing Transaction, _ document: DocumentID) throws -> DocumentRecord? {
         let key = KeyCoding.documentKey(document)
         guard let value = try txn.get(documents, key: key) else { return nil }
