@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "OpLog", targets: ["OpLog"]),
+        .library(name: "OpLogText", targets: ["OpLogText"]),
         .executable(name: "oplog", targets: ["oplog"]),
     ],
     dependencies: [
@@ -40,7 +41,14 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
-        .testTarget(name: "OpLogTests", dependencies: ["OpLog", "OpLogStorage", "OpLogText"]),
+        // Fuzz harnesses (Fuzz/README.md). The harness logic is a plain module, so `swift test` replays
+        // the committed fuzz inputs through it without libFuzzer; the three executables are what
+        // Fuzz/run.sh builds with `--sanitize fuzzer` (a normal build makes them inert executables).
+        .target(name: "FuzzTargets", dependencies: ["OpLog", "OpLogStorage"], path: "Fuzz/Sources/FuzzTargets"),
+        .executableTarget(name: "fuzz-decode", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-decode"),
+        .executableTarget(name: "fuzz-model", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-model"),
+        .executableTarget(name: "fuzz-damage", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-damage"),
+        .testTarget(name: "OpLogTests", dependencies: ["OpLog", "OpLogStorage", "OpLogText", "FuzzTargets"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -57,6 +57,7 @@ struct Bench: AsyncParsableCommand {
         let writtenBefore = try ProcessIO.writtenBytes()
         let opened = try OpLogStore.open(directory: store)
         let progress = BenchProgress(total: plans.reduce(0) { $0 + $1.ops.count })
+        progress.start("bench: \(progress.total) durable appends by \(writers) writers into \(store)")
         let clock = ContinuousClock()
         let started = clock.now
         let latencies: [Int64]
@@ -241,11 +242,11 @@ struct BenchPlan: Sendable {
     }
 }
 
-/// The progress line on standard error: rewritten in place on a terminal, a line every 5 s otherwise.
+/// The progress line on standard error: rewritten in place on a terminal, a line every 2 s otherwise.
 final class BenchProgress: @unchecked Sendable {
     // Invariant: `done`, `lastPrinted` and `finished` are only touched under `lock`.
     private let lock = NSLock()
-    private let total: Int
+    let total: Int
     private var done = 0
     private var lastPrinted: Date
     private var finished = false
@@ -257,12 +258,14 @@ final class BenchProgress: @unchecked Sendable {
         lastPrinted = started
     }
 
+    func start(_ line: String) { write(line + "\n") }
+
     func add(_ count: Int) {
         lock.lock()
         defer { lock.unlock() }
         done += count
         let now = Date()
-        guard !finished, now.timeIntervalSince(lastPrinted) >= (interactive ? 0.5 : 5) else { return }
+        guard !finished, now.timeIntervalSince(lastPrinted) >= (interactive ? 0.5 : 2) else { return }
         lastPrinted = now
         let rate = Int(Double(done) / max(now.timeIntervalSince(started), 1e-9))
         write("bench: \(done)/\(total) appends, \(rate)/s" + (interactive ? "   \r" : "\n"))

@@ -1,16 +1,50 @@
 import Dispatch
 import OpLog
+import OpLogText
 import WorkloadEngines
 
 /// OpLog under the workload harness. The harness calls from OS threads and blocks; OpLog's API is
 /// async, so each call runs in a task and the calling thread waits for it. That costs OpLog a
 /// thread hop per call that the baselines, called directly, do not pay.
-public final class OpLogWorkloadEngine: WorkloadEngine {
+///
+/// With `EngineSetup.compaction` it runs a `CompactionScheduler` (TextReducer, started at open,
+/// drained and stopped at close) and the harness only appends.
+public final class OpLogWorkloadEngine: ReplayingEngine, SelfCompactingEngine {
     public let name = "oplog"
     let store: OpLogStore
+    let scheduler: CompactionScheduler?
+    private let finalWork = ResultBox<CompactionWork>()
 
-    public init(path: String, options: StoreOptions = StoreOptions()) throws {
+    public init(path: String, options: StoreOptions = StoreOptions(), setup: EngineSetup = EngineSetup()) throws {
         store = try OpLogStore.open(directory: path, options: options)
+        guard let compaction = setup.compaction else {
+            scheduler = nil
+            return
+        }
+        var policy = CompactionPolicy()
+        policy.snapshotEveryOps = compaction.snapshotEveryOps
+        policy.keepOps = compaction.keepOps
+        policy.keepSnapshots = compaction.keepSnapshots
+        // One reducer per document: TextReducer from the document's start text (see WindowTextReducer).
+        let reducers = compaction.startTexts.mapValues { AnyReducer(WindowTextReducer(startText: $0)) }
+        do {
+            let scheduler = try CompactionScheduler(store: store, policy: policy) { reducers[$0.value] }
+            try scheduler.start()
+            self.scheduler = scheduler
+        } catch {
+            try? blocking { [store] in try await store.close() }
+            throw error
+        }
+    }
+
+    /// The scheduler's statistics after `close()` (zero without a scheduler).
+    public var compactionWork: CompactionWork {
+        finalWork.result.flatMap { try? $0.get() } ?? CompactionWork(snapshotsWritten: 0, snapshotBytes: 0, opsTruncated: 0)
+    }
+
+    /// W3: `store.replay(document, to:, with: TextReducer())`, the text of the state.
+    public func replay(document: String, to revision: UInt64) throws -> String {
+        try store.replay(DocumentID(document), to: revision, with: TextReducer()).state.text
     }
 
     public func append(document: String, revision: UInt64, op: BenchOp) throws {
@@ -49,6 +83,19 @@ public final class OpLogWorkloadEngine: WorkloadEngine {
     }
 
     public func close() throws {
+        if let scheduler {
+            // Deferred work counts: the scheduler finishes what is due before the store closes.
+            try blocking {
+                await scheduler.drain()
+                await scheduler.stop()
+            }
+            let statistics = scheduler.statistics
+            finalWork.result = .success(CompactionWork(snapshotsWritten: statistics.snapshotsWritten, snapshotBytes: statistics.snapshotBytesWritten,
+                                                       opsTruncated: Int(statistics.opsTruncated)))
+            FileHandleWriter.standardError("oplog compaction: \(statistics.snapshotsWritten) snapshots (\(statistics.snapshotBytesWritten) B), "
+                + "\(statistics.opsTruncated) ops truncated, \(statistics.snapshotsDeleted) snapshots deleted, \(statistics.failures) failures, "
+                + "\(statistics.compactionNanoseconds / 1_000_000) ms compacting\n")
+        }
         let counters = store.writerCounters()
         try blocking { [store] in try await store.close() }
         let line = "oplog: \(counters.groupCommits) group commits, \(counters.opsCommitted) ops (\(counters.groupCommits > 0 ? counters.opsCommitted / counters.groupCommits : 0)/commit), sync \(counters.syncNanoseconds / 1_000_000) ms, \(counters.lmdbCommits) LMDB commits \(counters.lmdbCommitNanoseconds / 1_000_000) ms, \(counters.journalApplies) applies\n"
@@ -70,6 +117,19 @@ func blocking<T: Sendable>(_ body: @Sendable @escaping () async throws -> T) thr
     }
     semaphore.wait()
     return try box.result!.get()
+}
+
+/// `TextReducer` whose state before revision 1 is `startText` instead of the empty text. A W1
+/// document replays a window of the trace starting mid-way, from the real text there; that text is
+/// not in the log, so a plain `TextReducer` could not replay revision 1. Everything else (patch
+/// decoding, snapshot encoding) is TextReducer's.
+struct WindowTextReducer: Reducer {
+    let startText: String
+
+    func initialState() -> TextBuffer { TextBuffer(startText) }
+    func apply(_ op: StoredOp, to state: inout TextBuffer) throws { try TextReducer().apply(op, to: &state) }
+    func encode(_ state: TextBuffer) throws -> [UInt8] { try TextReducer().encode(state) }
+    func decode(_ bytes: [UInt8]) throws -> TextBuffer { try TextReducer().decode(bytes) }
 }
 
 /// Hands a result from the task to the waiting thread; the semaphore orders the accesses.

@@ -172,3 +172,12 @@ private final class LogCommitter: @unchecked Sendable {
         return value
     }
 }
+
+extension LMDBLogEngine: ReplayingEngine {
+    /// W3: the snapshot from `snaps`, then every commit record the document's index entries name from
+    /// the one holding `snapshot + 1` on, each inflated whole (it holds other documents' ops too).
+    public func replay(document: String, to revision: UInt64) throws -> String {
+        try LMDBReplay.replayLogLayout(engine: name, env: file.env, log: file.dbis[0], index: file.dbis[1], snaps: file.dbis[2],
+                                       document: document, to: revision)
+    }
+}

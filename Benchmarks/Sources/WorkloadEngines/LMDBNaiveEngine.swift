@@ -135,3 +135,10 @@ public final class LMDBNaiveEngine: WorkloadEngine, @unchecked Sendable {
         throw EngineError(engine: "lmdb-naive", call: call, code: rc, message: String(cString: mdb_strerror(rc)))
     }
 }
+
+extension LMDBNaiveEngine: ReplayingEngine {
+    /// W3: the newest snapshot at or below `revision`, then the ops after it, in one read transaction.
+    public func replay(document: String, to revision: UInt64) throws -> String {
+        try LMDBReplay.replayPerOpLayout(engine: name, env: env, ops: ops, snaps: snaps, document: document, to: revision)
+    }
+}

@@ -9,7 +9,7 @@ import CRocksDB
 ///
 /// `@unchecked Sendable`: the handles are created in `init` and destroyed only in `close()`, after
 /// all writers have returned; RocksDB's `DB` and read-only option objects are thread-safe.
-public final class RocksDBEngine: WorkloadEngine, @unchecked Sendable {
+public final class RocksDBEngine: ReplayingEngine, @unchecked Sendable {
     public let name = "rocksdb"
     private let db: OpaquePointer
     private let options: OpaquePointer
@@ -100,6 +100,61 @@ public final class RocksDBEngine: WorkloadEngine, @unchecked Sendable {
         rocksdb_close(db)
         rocksdb_writeoptions_destroy(writeOptions)
         rocksdb_options_destroy(options)
+    }
+
+    /// W3: the newest snapshot at or below `revision` (`seek_for_prev`), then the ops after it, read
+    /// through one iterator on an implicit consistent view.
+    public func replay(document: String, to revision: UInt64) throws -> String {
+        let readOptions = rocksdb_readoptions_create()
+        defer { rocksdb_readoptions_destroy(readOptions) }
+        guard let iterator = rocksdb_create_iterator(db, readOptions) else {
+            throw EngineError(engine: name, call: "rocksdb_create_iterator", code: 0, message: "no iterator")
+        }
+        defer { rocksdb_iter_destroy(iterator) }
+        let snapshotPrefix = Self.snapshotPrefix + Array(document.utf8) + [0]
+        let snapshotKey = BenchKey.make(prefix: Self.snapshotPrefix, document: document, revision: revision)
+        Self.withChars(snapshotKey) { rocksdb_iter_seek_for_prev(iterator, $0.baseAddress, $0.count) }
+        var replay: TextReplay
+        if let key = Self.currentKey(iterator), key.count == snapshotPrefix.count + 8, key.starts(with: snapshotPrefix) {
+            var length = 0
+            let value = rocksdb_iter_value(iterator, &length)
+            replay = try TextReplay(engine: name, document: document,
+                                    snapshot: (BenchKey.revision(of: key), UnsafeRawBufferPointer(start: value, count: length)))
+        } else {
+            replay = try TextReplay(engine: name, document: document, snapshot: nil)
+        }
+        try Self.iteratorError(iterator)
+        let opPrefix = Self.opPrefix + Array(document.utf8) + [0]
+        let opKey = BenchKey.make(prefix: Self.opPrefix, document: document, revision: replay.revision + 1)
+        Self.withChars(opKey) { rocksdb_iter_seek(iterator, $0.baseAddress, $0.count) }
+        while let key = Self.currentKey(iterator), key.count == opPrefix.count + 8, key.starts(with: opPrefix) {
+            let opRevision = BenchKey.revision(of: key)
+            guard opRevision <= revision else { break }
+            var length = 0
+            let value = rocksdb_iter_value(iterator, &length)
+            try replay.apply(opRevision: opRevision, encodedOp: UnsafeRawBufferPointer(start: value, count: length))
+            rocksdb_iter_next(iterator)
+        }
+        try Self.iteratorError(iterator)
+        return try replay.text(at: revision)
+    }
+
+    /// The iterator's current key (valid until it moves), or nil when it is not on an entry.
+    private static func currentKey(_ iterator: OpaquePointer) -> UnsafeRawBufferPointer? {
+        guard rocksdb_iter_valid(iterator) != 0 else { return nil }
+        var length = 0
+        let key = rocksdb_iter_key(iterator, &length)
+        return UnsafeRawBufferPointer(start: key, count: length)
+    }
+
+    private static func iteratorError(_ iterator: OpaquePointer) throws {
+        var error: UnsafeMutablePointer<CChar>?
+        rocksdb_iter_get_error(iterator, &error)
+        if let error { throw engineError("rocksdb_iter", error) }
+    }
+
+    private static func withChars<T>(_ bytes: [UInt8], _ body: (UnsafeBufferPointer<CChar>) -> T) -> T {
+        bytes.withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self, body) }
     }
 
     private func put(_ key: [UInt8], _ value: [UInt8]) throws {

@@ -13,7 +13,7 @@ import Synchronization
 /// thread gets its own connection (what a multi-threaded app does; SQLite itself then serializes
 /// writers on the WAL write lock, and `busy_timeout` makes waiting writers retry). `close()`
 /// checkpoints the WAL into the database file, so those writes are measured too.
-public final class SQLiteEngine: WorkloadEngine, Sendable {
+public final class SQLiteEngine: ReplayingEngine, Sendable {
     public let name = "sqlite"
     private let path: String
     /// Used for the schema and the final checkpoint; closed last.
@@ -61,6 +61,11 @@ public final class SQLiteEngine: WorkloadEngine, Sendable {
         try connection().run(.truncate, document: document, revision: floor)
     }
 
+    /// W3, on the calling thread's connection.
+    public func replay(document: String, to revision: UInt64) throws -> String {
+        try connection().replay(document: document, to: revision)
+    }
+
     public func close() throws {
         // Writers have all returned by now; nothing else touches the connections.
         let perThread = connections.withLock { connections in
@@ -90,7 +95,7 @@ public final class SQLiteEngine: WorkloadEngine, Sendable {
 /// have been joined.
 final class SQLiteConnection: @unchecked Sendable {
     enum Statement: Int, CaseIterable {
-        case insertOp, putSnapshot, deleteSnapshot, truncate
+        case insertOp, putSnapshot, deleteSnapshot, truncate, snapshotAtOrBelow, opsRange
 
         var sql: String {
             switch self {
@@ -98,6 +103,8 @@ final class SQLiteConnection: @unchecked Sendable {
             case .putSnapshot: "INSERT OR REPLACE INTO snapshots(doc, rev, bytes) VALUES (?1, ?2, ?3)"
             case .deleteSnapshot: "DELETE FROM snapshots WHERE doc = ?1 AND rev = ?2"
             case .truncate: "DELETE FROM ops WHERE doc = ?1 AND rev < ?2"
+            case .snapshotAtOrBelow: "SELECT rev, bytes FROM snapshots WHERE doc = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1"
+            case .opsRange: "SELECT rev, value FROM ops WHERE doc = ?1 AND rev > ?2 AND rev <= ?3 ORDER BY rev"
             }
         }
     }
@@ -161,6 +168,47 @@ final class SQLiteConnection: @unchecked Sendable {
             rc = sqlite3_step(stmt)
         }
         guard rc == SQLITE_DONE else { return try check(rc, "sqlite3_step(\(statement))") }
+    }
+
+    /// W3: the newest snapshot at or below `target`, then the ops after it, in one read transaction
+    /// (two statements in autocommit would be two read transactions).
+    func replay(document: String, to target: UInt64) throws -> String {
+        if statements.isEmpty { try prepareAll() }
+        try execute("BEGIN")
+        defer { try? execute("COMMIT") }
+        let snapshot = statements[Statement.snapshotAtOrBelow.rawValue]
+        let ops = statements[Statement.opsRange.rawValue]
+        defer {
+            for stmt in [snapshot, ops] {
+                sqlite3_reset(stmt)
+                sqlite3_clear_bindings(stmt)
+            }
+        }
+        let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+        try check(sqlite3_bind_text(snapshot, 1, document, -1, transient), "sqlite3_bind_text")
+        try check(sqlite3_bind_int64(snapshot, 2, Int64(target)), "sqlite3_bind_int64")
+        var replay: TextReplay
+        switch sqlite3_step(snapshot) {
+        case SQLITE_ROW:
+            let bytes = UnsafeRawBufferPointer(start: sqlite3_column_blob(snapshot, 1), count: Int(sqlite3_column_bytes(snapshot, 1)))
+            replay = try TextReplay(engine: "sqlite", document: document, snapshot: (UInt64(sqlite3_column_int64(snapshot, 0)), bytes))
+        case SQLITE_DONE:
+            replay = try TextReplay(engine: "sqlite", document: document, snapshot: nil)
+        case let rc:
+            try check(rc, "sqlite3_step(snapshotAtOrBelow)")
+            throw EngineError(engine: "sqlite", call: "sqlite3_step(snapshotAtOrBelow)", code: rc, message: "no row")
+        }
+        try check(sqlite3_bind_text(ops, 1, document, -1, transient), "sqlite3_bind_text")
+        try check(sqlite3_bind_int64(ops, 2, Int64(replay.revision)), "sqlite3_bind_int64")
+        try check(sqlite3_bind_int64(ops, 3, Int64(target)), "sqlite3_bind_int64")
+        while true {
+            let rc = sqlite3_step(ops)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { try check(rc, "sqlite3_step(opsRange)"); break }
+            let value = UnsafeRawBufferPointer(start: sqlite3_column_blob(ops, 1), count: Int(sqlite3_column_bytes(ops, 1)))
+            try replay.apply(opRevision: UInt64(sqlite3_column_int64(ops, 0)), encodedOp: value)
+        }
+        return try replay.text(at: target)
     }
 
     func close() throws {

@@ -25,6 +25,63 @@ public protocol WorkloadEngine: AnyObject, Sendable {
     func close() throws
 }
 
+/// An engine that can open a document at a revision (workload W3): the newest snapshot at or below
+/// it, then the ops after that snapshot applied in order. Engines that cannot are reported with null
+/// W3 fields, never dropped.
+public protocol ReplayingEngine: WorkloadEngine {
+    /// The document's text at `revision`. Read-only; called from one harness thread at a time, never
+    /// concurrently with writes. Throws when the stored ops after the snapshot are not exactly
+    /// `snapshot + 1 ... revision`.
+    func replay(document: String, to revision: UInt64) throws -> String
+}
+
+/// An engine that snapshots and truncates by itself (OpLog with its `CompactionScheduler`, W1
+/// `--compaction on`). The harness then only appends to it and reads back what the engine did.
+public protocol SelfCompactingEngine: WorkloadEngine {
+    /// What the engine's own compaction did; final after `close()`.
+    var compactionWork: CompactionWork { get }
+}
+
+/// Snapshots and truncation done during a run, whoever did them (the harness or the engine).
+public struct CompactionWork: Sendable, Equatable {
+    public var snapshotsWritten: Int
+    /// Bytes of the snapshots' contents (the document texts), before any compression.
+    public var snapshotBytes: Int
+    public var opsTruncated: Int
+
+    public init(snapshotsWritten: Int, snapshotBytes: Int, opsTruncated: Int) {
+        self.snapshotsWritten = snapshotsWritten
+        self.snapshotBytes = snapshotBytes
+        self.opsTruncated = opsTruncated
+    }
+}
+
+/// How the harness asks an engine to be opened for one run.
+public struct EngineSetup: Sendable {
+    /// Non-nil: the engine should compact by itself with this policy (engines that cannot ignore it
+    /// and the harness snapshots for them).
+    public var compaction: CompactionSetup?
+
+    public init(compaction: CompactionSetup? = nil) { self.compaction = compaction }
+}
+
+/// The compaction an engine runs itself, and what it needs to know to replay a document from nothing.
+public struct CompactionSetup: Sendable {
+    public var snapshotEveryOps: Int
+    public var keepOps: Int
+    public var keepSnapshots: Int
+    /// Document name → its text before revision 1 (a W1 document starts mid-trace, from the real text
+    /// there; without it a text reducer cannot replay revision 1).
+    public var startTexts: [String: String]
+
+    public init(snapshotEveryOps: Int, keepOps: Int, keepSnapshots: Int, startTexts: [String: String]) {
+        self.snapshotEveryOps = snapshotEveryOps
+        self.keepOps = keepOps
+        self.keepSnapshots = keepSnapshots
+        self.startTexts = startTexts
+    }
+}
+
 /// One operation as a collaborative editor would log it.
 public struct BenchOp: Sendable {
     /// 16 random bytes, like a UUID.
@@ -53,6 +110,9 @@ public struct BenchOp: Sendable {
         bytes += patchJSON
         return bytes
     }
+
+    /// Offset of the patch JSON inside `encoded`: after the op ID, the author and the client time.
+    public static let patchOffset = 16 + 8 + 8
 
     /// The size of `encoded` without building it.
     public var encodedCount: Int { opID.count + author.count + 8 + patchJSON.count }

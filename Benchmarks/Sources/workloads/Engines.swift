@@ -5,18 +5,20 @@ import WorkloadEngines
 /// To add an engine: implement `WorkloadEngine` and add one line here.
 struct EngineFactory: Sendable {
     var name: String
-    /// Opens a fresh store inside the given (existing, empty) directory.
-    var open: @Sendable (String) throws -> any WorkloadEngine
+    /// Opens a store inside the given existing directory: fresh (empty), or one this engine wrote
+    /// and closed (W3 reopens its store before reading).
+    var open: @Sendable (String, EngineSetup) throws -> any WorkloadEngine
 }
 
 enum Engines {
     static let all: [EngineFactory] = [
-        EngineFactory(name: "oplog") { try OpLogWorkloadEngine(path: $0) },
-        EngineFactory(name: "lmdb-naive") { try LMDBNaiveEngine(path: $0) },
-        EngineFactory(name: "lmdb-group") { try LMDBGroupEngine(path: $0) },
-        EngineFactory(name: "lmdb-log") { try LMDBLogEngine(path: $0) },
-        EngineFactory(name: "sqlite") { try SQLiteEngine(directory: $0) },
-        EngineFactory(name: "rocksdb") { try RocksDBEngine(path: $0) },
+        // Only OpLog compacts by itself; the baselines ignore `setup.compaction` and get harness snapshots.
+        EngineFactory(name: "oplog") { try OpLogWorkloadEngine(path: $0, setup: $1) },
+        EngineFactory(name: "lmdb-naive") { path, _ in try LMDBNaiveEngine(path: path) },
+        EngineFactory(name: "lmdb-group") { path, _ in try LMDBGroupEngine(path: path) },
+        EngineFactory(name: "lmdb-log") { path, _ in try LMDBLogEngine(path: path) },
+        EngineFactory(name: "sqlite") { path, _ in try SQLiteEngine(directory: path) },
+        EngineFactory(name: "rocksdb") { path, _ in try RocksDBEngine(path: path) },
     ]
 
     static func named(_ names: [String]) throws -> [EngineFactory] {

@@ -1,14 +1,16 @@
 import WorkloadEngines
 
-/// The two workloads, each described by the ops it appends and the snapshots it stores.
+/// The workloads, each described by the ops it appends and the snapshots it stores.
 enum Workload: String, CaseIterable, Sendable {
     /// Many concurrent writers, one durable append per op.
     case w1 = "W1"
     /// One writer committing G ops at a time.
     case w2 = "W2"
+    /// Opening documents (snapshot + ops replayed into text) at head and at past revisions.
+    case w3 = "W3"
 
     /// Ops of a document between two snapshots.
-    var snapshotInterval: Int { self == .w1 ? 500 : 1000 }
+    var snapshotInterval: Int { self == .w2 ? 1000 : 500 }
 }
 
 /// Everything one document appends, computed before timing so the harness costs the same for
@@ -19,6 +21,8 @@ struct DocumentPlan: Sendable {
     var ops: [BenchOp]
     /// Head revision → the document's UTF-8 text at that revision, for every multiple of the interval.
     var snapshots: [Int: [UInt8]]
+    /// The text before revision 1 (W1 and W3: the trace's text where the window starts).
+    var startText: String?
 }
 
 struct WorkloadPlan: Sendable {
@@ -28,6 +32,19 @@ struct WorkloadPlan: Sendable {
     /// Bytes of every op's four parts: the payload a user asked to store.
     var opBytes: Int { documents.reduce(0) { $0 + $1.ops.reduce(0) { $0 + $1.encodedCount } } }
     var snapshotBytes: Int { documents.reduce(0) { $0 + $1.snapshots.values.reduce(0) { $0 + $1.count } } }
+
+    /// What the harness's snapshot maintenance does over the whole plan: every planned snapshot, and
+    /// per document the ops below its final floor (previous-to-last snapshot + 1, see
+    /// `Runner.maintainSnapshots`).
+    var harnessWork: CompactionWork {
+        let interval = workload.snapshotInterval
+        let truncated = documents.reduce(0) { total, document in
+            let snapshots = document.ops.count / interval
+            return total + (snapshots >= 2 ? (snapshots - 1) * interval : 0)
+        }
+        return CompactionWork(snapshotsWritten: documents.reduce(0) { $0 + $1.snapshots.count },
+                              snapshotBytes: snapshotBytes, opsTruncated: truncated)
+    }
 }
 
 enum PlanBuilder {
@@ -37,11 +54,40 @@ enum PlanBuilder {
         var random = SplitMix64(seed: seed)
         let stride = trace.patches.count / documents
         let windows = (0..<documents).map { (start: $0 * stride, count: totalOps / documents) }
-        let texts = textsAt(trace: trace, windows: windows, interval: Workload.w1.snapshotInterval)
+        let texts = textsAt(trace: trace, windows: windows, interval: Workload.w1.snapshotInterval, starts: true)
         let plans = windows.enumerated().map { k, window in
-            document(name: "doc-\(k)", trace: trace, window: window, interval: Workload.w1.snapshotInterval, texts: texts, random: &random)
+            var plan = document(name: "doc-\(k)", trace: trace, window: window, interval: Workload.w1.snapshotInterval, texts: texts, random: &random)
+            plan.startText = texts[window.start].map { String(decoding: $0, as: UTF8.self) }
+            return plan
         }
         return WorkloadPlan(workload: .w1, documents: plans)
+    }
+
+    /// W3: W1's documents (windows of one trace, snapshot every 500 ops, truncation keeping the last
+    /// 500), with two differences. The windows never wrap around the trace (document k starts at
+    /// k * (patches - opsPerDocument) / (documents - 1)), so every stored op replays onto the stored
+    /// snapshots. And document k stops at a seeded random head in the last interval
+    /// (opsPerDocument - offset, offset < 500), so an open at head replays between 0 and 499 ops.
+    static func w3(trace: Trace, documents: Int, totalOps: Int, seed: UInt64) throws -> WorkloadPlan {
+        let interval = Workload.w3.snapshotInterval
+        let perDocument = totalOps / documents
+        guard perDocument >= 2 * interval else {
+            throw WorkloadError("W3 needs at least \(2 * interval) ops per document (got \(perDocument)): raise --ops or lower --documents")
+        }
+        guard perDocument <= trace.patches.count else {
+            throw WorkloadError("W3 needs at most \(trace.patches.count) ops per document (the trace's patches), got \(perDocument)")
+        }
+        var random = SplitMix64(seed: seed)
+        var offsets = SplitMix64(seed: seed ^ 0x5733)
+        let spacing = documents > 1 ? (trace.patches.count - perDocument) / (documents - 1) : 0
+        let windows = (0..<documents).map { (start: $0 * spacing, count: perDocument - offsets.next(below: interval)) }
+        let texts = textsAt(trace: trace, windows: windows, interval: interval, starts: true)
+        let plans = windows.enumerated().map { k, window in
+            var plan = document(name: "doc-\(k)", trace: trace, window: window, interval: interval, texts: texts, random: &random)
+            plan.startText = texts[window.start].map { String(decoding: $0, as: UTF8.self) }
+            return plan
+        }
+        return WorkloadPlan(workload: .w3, documents: plans)
     }
 
     /// W2: one document per trace, each replaying its trace from the start; op i of the run goes
@@ -70,7 +116,7 @@ enum PlanBuilder {
         for head in Swift.stride(from: interval, through: window.count, by: interval) {
             snapshots[head] = texts[traceIndex(start: window.start, head: head, patches: trace.patches.count)]
         }
-        return DocumentPlan(name: name, ops: ops, snapshots: snapshots)
+        return DocumentPlan(name: name, ops: ops, snapshots: snapshots, startText: nil)
     }
 
     /// The trace position whose text a document shows after `head` ops from `start`: in 1...patches.
@@ -80,15 +126,17 @@ enum PlanBuilder {
     }
 
     /// Replays the trace once, keeping the text at every index a snapshot needs
-    /// (index i = the text after patches 0..<i).
-    private static func textsAt(trace: Trace, windows: [(start: Int, count: Int)], interval: Int) -> [Int: [UInt8]] {
+    /// (index i = the text after patches 0..<i), and at each window's start if `starts`.
+    private static func textsAt(trace: Trace, windows: [(start: Int, count: Int)], interval: Int, starts: Bool = false) -> [Int: [UInt8]] {
         var wanted = Set<Int>()
         for window in windows {
             for head in stride(from: interval, through: window.count, by: interval) {
                 wanted.insert(traceIndex(start: window.start, head: head, patches: trace.patches.count))
             }
+            if starts { wanted.insert(window.start) }
         }
         var texts: [Int: [UInt8]] = [:]
+        if wanted.remove(0) != nil { texts[0] = Array(trace.startContent.utf8) }
         var text = EditableText(trace.startContent)
         for (index, patch) in trace.patches.enumerated() where !wanted.isEmpty {
             text.apply(patch)

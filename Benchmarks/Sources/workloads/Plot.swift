@@ -2,15 +2,22 @@ import Foundation
 
 /// A hand-written SVG chart: one row per workload, two panels per row (appends/s and write
 /// amplification), x = writers (W1) or ops per commit (W2), one line per engine, log-scale y.
+/// W3 (no appends) is in the CSV and JSON only. With `--compaction on`, OpLog's scheduler run is its
+/// own line ("oplog +compaction"); the baselines' compaction-on runs (harness snapshots, as with off)
+/// are not drawn twice.
 enum Plot {
     private static let panelWidth = 440.0, panelHeight = 300.0
     private static let margin = (left: 70.0, right: 20.0, top: 40.0, bottom: 50.0)
-    private static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
+    private static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
     private static let metrics = [("ops_per_s", "appends/s"), ("wa", "write amplification (written / payload)")]
 
+    /// True when `svg` would draw anything.
+    static func hasPanels(_ rows: [ResultRow]) -> Bool { rows.contains { $0.workload != .w3 } }
+
     static func svg(_ rows: [ResultRow]) -> String {
+        let rows = rows.filter { $0.workload != .w3 && (!$0.compaction || $0.fields.contains { $0.key == "snapshotter" && $0.value.isScheduler }) }
         let workloads = Workload.allCases.filter { workload in rows.contains { $0.workload == workload } }
-        let engines = rows.reduce(into: [String]()) { names, row in if !names.contains(row.engine) { names.append(row.engine) } }
+        let engines = rows.reduce(into: [String]()) { names, row in if !names.contains(row.series) { names.append(row.series) } }
         let width = 2 * panelWidth, height = Double(workloads.count) * panelHeight + 30
         var svg = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
@@ -25,7 +32,7 @@ enum Plot {
             }
         }
         for (index, engine) in engines.enumerated() {
-            let x = 20.0 + Double(index) * 140, y = height - 12
+            let x = 20.0 + Double(index) * min(140, (width - 40) / Double(engines.count)), y = height - 12
             svg += "<line x1=\"\(x)\" y1=\"\(y - 4)\" x2=\"\(x + 24)\" y2=\"\(y - 4)\" stroke=\"\(color(index))\" stroke-width=\"2.5\"/>"
             svg += "<text x=\"\(x + 30)\" y=\"\(y)\">\(engine)</text>\n"
         }
@@ -69,7 +76,7 @@ enum Plot {
         let xTitle = workload == .w1 ? "concurrent writers" : "ops per commit"
         svg += "<text x=\"\((plot.left + plot.right) / 2)\" y=\"\(plot.bottom + 38)\" text-anchor=\"middle\">\(xTitle)</text>\n"
         for (index, engine) in engines.enumerated() {
-            let points = rows.filter { $0.engine == engine && $0.number(metric.key) > 0 }
+            let points = rows.filter { $0.series == engine && $0.number(metric.key) > 0 }
                 .sorted { $0.number(xKey) < $1.number(xKey) }
                 .map { (x: x($0.number(xKey)), y: y($0.number(metric.key))) }
             guard !points.isEmpty else { continue }
@@ -89,5 +96,17 @@ enum Plot {
         if value >= 1_000_000 { return String(format: "%gM", value / 1_000_000) }
         if value >= 1000 { return String(format: "%gk", value / 1000) }
         return String(format: "%g", value)
+    }
+}
+
+extension ResultRow {
+    /// The plotted line this row belongs to.
+    var series: String { compaction ? engine + " +compaction" : engine }
+}
+
+extension ResultRow.Value {
+    var isScheduler: Bool {
+        if case .text("scheduler") = self { return true }
+        return false
     }
 }

@@ -11,23 +11,38 @@ struct RunFigures {
     var p99Micros: Double
     /// Exposes tails the percentiles hide, e.g. SQLite writers starved in its busy handler.
     var meanMicros: Double
+    /// Snapshots and truncation of the run: the harness's (the plan's), or the engine's own scheduler's.
+    var work: CompactionWork
+    /// Who snapshotted: "harness" or "scheduler".
+    var snapshotter: String
 }
 
 enum Runner {
     /// Opens the engine in `directory`, runs the plan, closes, and measures. The clock covers the
     /// workload and `close()` (deferred work such as RocksDB's flush is part of the cost); the
     /// write counter covers everything from before `open` to after `close`.
+    ///
+    /// With `compaction` (W1 only), the engine is asked to compact by itself (snapshot every 500 ops,
+    /// keep 500 ops and 2 snapshots); an engine that does (OpLog) gets no harness snapshots, and its
+    /// row reports its own work. A self-compacting engine that did nothing fails the run.
     static func measure(
-        _ factory: EngineFactory, plan: WorkloadPlan, writers: Int, batch: Int, directory: String
+        _ factory: EngineFactory, plan: WorkloadPlan, writers: Int, batch: Int, compaction: Bool, directory: String
     ) throws -> RunFigures {
+        let interval = plan.workload.snapshotInterval
+        let setup = EngineSetup(compaction: compaction && plan.workload == .w1
+            ? CompactionSetup(snapshotEveryOps: interval, keepOps: interval, keepSnapshots: 2,
+                              startTexts: Dictionary(uniqueKeysWithValues: plan.documents.map { ($0.name, $0.startText ?? "") }))
+            : nil)
         let writtenBefore = try ProcessIO.writtenBytes()
-        let engine = try factory.open(directory)
+        let engine = try factory.open(directory, setup)
+        let selfCompacting = setup.compaction != nil ? engine as? SelfCompactingEngine : nil
         let start = MonotonicClock.nanoseconds()
         var latencies: [UInt64]
         do {
             switch plan.workload {
-            case .w1: latencies = try runWriters(engine, plan: plan, writers: writers)
+            case .w1: latencies = try runWriters(engine, plan: plan, writers: writers, harnessSnapshots: selfCompacting == nil)
             case .w2: latencies = try runBatches(engine, plan: plan, batch: batch)
+            case .w3: throw WorkloadError("W3 is measured by measureReplay")
             }
         } catch {
             try? engine.close()
@@ -38,6 +53,14 @@ enum Runner {
         let end = MonotonicClock.nanoseconds()
         let writtenAfter = try ProcessIO.writtenBytes()
         latencies.sort()
+        let work = selfCompacting?.compactionWork ?? plan.harnessWork
+        if selfCompacting != nil {
+            let expected = plan.harnessWork
+            guard (expected.snapshotsWritten == 0 || work.snapshotsWritten > 0) && (expected.opsTruncated == 0 || work.opsTruncated > 0) else {
+                throw WorkloadError("\(factory.name): --compaction on, but its scheduler wrote \(work.snapshotsWritten) snapshots and truncated "
+                    + "\(work.opsTruncated) ops (the harness would have written \(expected.snapshotsWritten) and truncated \(expected.opsTruncated))")
+            }
+        }
         return RunFigures(
             seconds: Double(end - start) / 1e9,
             closeSeconds: Double(end - closeStart) / 1e9,
@@ -45,14 +68,16 @@ enum Runner {
             diskBytes: Double(StoreDirectory.allocatedBytes(directory)),
             p50Micros: Percentile.micros(latencies, 0.50),
             p99Micros: Percentile.micros(latencies, 0.99),
-            meanMicros: latencies.isEmpty ? 0 : Double(latencies.reduce(0, +)) / Double(latencies.count) / 1000
+            meanMicros: latencies.isEmpty ? 0 : Double(latencies.reduce(0, +)) / Double(latencies.count) / 1000,
+            work: work,
+            snapshotter: selfCompacting == nil ? "harness" : "scheduler"
         )
     }
 
     /// W1: documents are dealt to writers (document k → writer k % writers); each writer appends
     /// one op at a time, round robin across its documents, waiting for each to be durable.
-    /// Returns every append's latency.
-    private static func runWriters(_ engine: any WorkloadEngine, plan: WorkloadPlan, writers: Int) throws -> [UInt64] {
+    /// Returns every append's latency. Without `harnessSnapshots` the engine compacts by itself.
+    private static func runWriters(_ engine: any WorkloadEngine, plan: WorkloadPlan, writers: Int, harnessSnapshots: Bool) throws -> [UInt64] {
         let perWriter = try WriterThreads.run(count: writers) { writer in
             let mine = Array(stride(from: writer, to: plan.documents.count, by: writers).map { plan.documents[$0] })
             var latencies: [UInt64] = []
@@ -64,7 +89,7 @@ enum Runner {
                     let start = MonotonicClock.nanoseconds()
                     try engine.append(document: document.name, revision: UInt64(revision), op: document.ops[step])
                     latencies.append(MonotonicClock.nanoseconds() - start)
-                    if revision % plan.workload.snapshotInterval == 0 {
+                    if harnessSnapshots && revision % plan.workload.snapshotInterval == 0 {
                         try maintainSnapshots(engine, document: document, head: revision, interval: plan.workload.snapshotInterval)
                     }
                 }
@@ -111,7 +136,7 @@ enum Runner {
     /// At head h (a multiple of the interval): store the snapshot at h, drop ops up to the previous
     /// snapshot p (floor p + 1, so the last interval's ops stay to replay from p), and delete the
     /// snapshot before p. A document thus keeps two snapshots and between one and two intervals of ops.
-    private static func maintainSnapshots(_ engine: any WorkloadEngine, document: DocumentPlan, head: Int, interval: Int) throws {
+    static func maintainSnapshots(_ engine: any WorkloadEngine, document: DocumentPlan, head: Int, interval: Int) throws {
         guard let text = document.snapshots[head] else { throw WorkloadError("\(document.name): no snapshot text at \(head)") }
         try engine.putSnapshot(document: document.name, revision: UInt64(head), bytes: text)
         let previous = head - interval

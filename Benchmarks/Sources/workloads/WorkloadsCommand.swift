@@ -9,8 +9,8 @@ struct WorkloadsCommand: ParsableCommand {
         discussion: "Result rows go to stdout as JSON lines (medians across runs); progress goes to stderr."
     )
 
-    @Option(help: "Workloads to run, comma-separated: W1 (concurrent writers), W2 (batched commits).")
-    var workload = "W1,W2"
+    @Option(help: "Workloads to run, comma-separated: W1 (concurrent writers), W2 (batched commits), W3 (replay: opening documents).")
+    var workload = "W1,W2,W3"
     @Option(help: "W1: concurrent writer threads to sweep.")
     var writers = "1,8,64"
     @Option(help: "W2: ops per commit to sweep.")
@@ -21,7 +21,11 @@ struct WorkloadsCommand: ParsableCommand {
     var runs = 3
     @Flag(help: "64k ops per workload run instead of 512k.")
     var quick = false
-    @Option(help: "W1: number of documents.")
+    @Option(help: "W1: off (the harness snapshots for every engine), on (OpLog runs its CompactionScheduler instead), or off,on (both, side by side).")
+    var compaction = "off"
+    @Option(help: "W3: opens per document at head, and as many at random past revisions.")
+    var opens = 8
+    @Option(help: "W1 and W3: number of documents.")
     var documents = 64
     @Option(help: "Ops per workload run (overrides --quick's 65,536 and the full 524,288).")
     var ops: Int?
@@ -46,7 +50,14 @@ struct WorkloadsCommand: ParsableCommand {
         let factories = try Engines.named(list(engines))
         let writerCounts = try list(writers).map(positive)
         let batchSizes = try list(batch).map(positive)
-        guard runs >= 1, documents >= 1 else { throw ValidationError("--runs and --documents must be at least 1") }
+        let compactionModes = try list(compaction).map { mode -> Bool in
+            switch mode.lowercased() {
+            case "off": return false
+            case "on": return true
+            default: throw ValidationError("--compaction takes off, on or off,on (got \(mode))")
+            }
+        }
+        guard runs >= 1, documents >= 1, opens >= 1 else { throw ValidationError("--runs, --documents and --opens must be at least 1") }
         let totalOps = ops ?? (quick ? 65_536 : 524_288)
 
         let plans = try workloads.map { try makePlan($0, totalOps: totalOps) }
@@ -54,42 +65,67 @@ struct WorkloadsCommand: ParsableCommand {
         let parent = try StoreDirectory.makeUnique(in: dir, prefix: "oplog-workloads")
         defer { if !keep { try? FileManager.default.removeItem(atPath: parent) } }
 
-        let configurations = plans.flatMap { plan in
-            plan.workload == .w1 ? writerCounts.map { (plan, $0, 1) } : batchSizes.map { (plan, 1, $0) }
+        let configurations = plans.flatMap { plan -> [(WorkloadPlan, Int, Int, Bool)] in
+            switch plan.workload {
+            case .w1: compactionModes.flatMap { mode in writerCounts.map { (plan, $0, 1, mode) } }
+            case .w2: batchSizes.map { (plan, 1, $0, false) }
+            case .w3: []
+            }
         }
+        let replayPlans = try plans.filter { $0.workload == .w3 }.map { ($0, try ReplayRunner.plan($0, perDocument: opens, seed: seed)) }
         var figures = [[RunFigures]](repeating: [], count: configurations.count * factories.count)
+        var replayFigures = [[ReplayFigures?]](repeating: [], count: replayPlans.count * factories.count)
         // Engines alternate inside each run, so drift on the machine (page cache, host write cache)
         // spreads over all engines instead of landing on whichever ran last.
         for run in 1...runs {
-            for (configIndex, (plan, writerCount, batchSize)) in configurations.enumerated() {
+            for (configIndex, (plan, writerCount, batchSize, compacts)) in configurations.enumerated() {
                 for (engineIndex, factory) in factories.enumerated() {
                     let store = try StoreDirectory.makeUnique(in: parent, prefix: factory.name)
                     defer { if keep { progress("kept \(store)") } else { try? FileManager.default.removeItem(atPath: store) } }
-                    let result = try Runner.measure(factory, plan: plan, writers: writerCount, batch: batchSize, directory: store)
+                    let result = try Runner.measure(factory, plan: plan, writers: writerCount, batch: batchSize, compaction: compacts, directory: store)
                     figures[configIndex * factories.count + engineIndex].append(result)
                     progress("run \(run)/\(runs) \(plan.workload.rawValue) writers=\(writerCount) batch=\(batchSize) "
+                        + (plan.workload == .w1 ? "compaction=\(compacts ? "on" : "off") " : "")
                         + "\(factory.name): \(Int(Double(plan.totalOps) / result.seconds)) ops/s, "
-                        + "wa \(String(format: "%.2f", result.writeBytes / Double(plan.opBytes + plan.snapshotBytes))), "
+                        + "p99 \(Int(result.p99Micros)) us, "
+                        + "wa \(String(format: "%.2f", result.writeBytes / Double(plan.opBytes + result.work.snapshotBytes))), "
                         + "\(String(format: "%.1f", result.seconds)) s")
+                }
+            }
+            for (planIndex, (plan, planned)) in replayPlans.enumerated() {
+                for (engineIndex, factory) in factories.enumerated() {
+                    let store = try StoreDirectory.makeUnique(in: parent, prefix: factory.name)
+                    defer { if keep { progress("kept \(store)") } else { try? FileManager.default.removeItem(atPath: store) } }
+                    let result = try ReplayRunner.measure(factory, plan: plan, opens: planned, directory: store)
+                    replayFigures[planIndex * factories.count + engineIndex].append(result)
+                    progress("run \(run)/\(runs) W3 \(factory.name): " + (result.map { result in
+                        "open at head p50 \(Int(Percentile.micros(result.headNanos, 0.5))) us, past p50 \(Int(Percentile.micros(result.pastNanos, 0.5))) us, "
+                            + "\(Int(Double(result.replayedOps) / (Double(result.openNanos) / 1e9))) replayed ops/s, load \(String(format: "%.1f", result.loadSeconds)) s"
+                    } ?? "cannot replay (null fields)"))
                 }
             }
         }
 
         var rows: [ResultRow] = []
-        for (configIndex, (plan, writerCount, batchSize)) in configurations.enumerated() {
+        for (configIndex, (plan, writerCount, batchSize, compacts)) in configurations.enumerated() {
             for (engineIndex, factory) in factories.enumerated() {
-                let row = ResultRow(engine: factory.name, plan: plan, writers: writerCount, batch: batchSize,
-                                    runs: figures[configIndex * factories.count + engineIndex])
-                rows.append(row)
-                print(row.jsonLine)
+                rows.append(ResultRow(engine: factory.name, plan: plan, writers: writerCount, batch: batchSize, compaction: compacts,
+                                      runs: figures[configIndex * factories.count + engineIndex]))
             }
         }
+        for (planIndex, (plan, _)) in replayPlans.enumerated() {
+            for (engineIndex, factory) in factories.enumerated() {
+                rows.append(ResultRow(engine: factory.name, plan: plan, opensPerDocument: opens,
+                                      replayRuns: replayFigures[planIndex * factories.count + engineIndex]))
+            }
+        }
+        for row in rows { print(row.jsonLine) }
         try writeOutputs(rows, workloads: workloads)
     }
 
     private func makePlan(_ workload: Workload, totalOps: Int) throws -> WorkloadPlan {
         let start = Date()
-        let names = workload == .w1 ? [TraceLoader.names[0]] : TraceLoader.names
+        let names = workload == .w2 ? TraceLoader.names : [TraceLoader.names[0]]
         let loaded: [Trace]
         if let folder = TraceLoader.locate(explicit: traces) {
             loaded = try names.map { try TraceLoader.load(name: $0, folder: folder) }
@@ -98,9 +134,11 @@ struct WorkloadsCommand: ParsableCommand {
                 + "using a seeded generated editing session instead of the real traces")
             loaded = names.enumerated().map { TraceLoader.generated(name: $1, patches: 100_000, seed: seed &+ UInt64($0)) }
         }
-        let plan = workload == .w1
-            ? PlanBuilder.w1(trace: loaded[0], documents: documents, totalOps: totalOps, seed: seed)
-            : PlanBuilder.w2(traces: loaded, totalOps: totalOps, seed: seed)
+        let plan = switch workload {
+        case .w1: PlanBuilder.w1(trace: loaded[0], documents: documents, totalOps: totalOps, seed: seed)
+        case .w2: PlanBuilder.w2(traces: loaded, totalOps: totalOps, seed: seed)
+        case .w3: try PlanBuilder.w3(trace: loaded[0], documents: documents, totalOps: totalOps, seed: seed)
+        }
         progress("\(workload.rawValue): \(plan.documents.count) documents, \(plan.totalOps) ops, "
             + "\(plan.opBytes) op bytes, \(plan.snapshotBytes) snapshot bytes "
             + "(prepared in \(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
@@ -113,13 +151,14 @@ struct WorkloadsCommand: ParsableCommand {
         let stem = resultsFolder + "/" + workloads.map(\.rawValue).joined(separator: "-") + (quick && ops == nil ? "-quick" : "")
         let csvPath = csv ?? stem + ".csv"
         let plotPath = plot ?? (csvPath.hasSuffix(".csv") ? String(csvPath.dropLast(4)) : csvPath) + ".svg"
-        for path in [csvPath, plotPath] {
+        let drawn = Plot.hasPanels(rows)
+        for path in drawn ? [csvPath, plotPath] : [csvPath] {
             try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
                                                     withIntermediateDirectories: true)
         }
         try ResultRow.csv(rows).write(toFile: csvPath, atomically: true, encoding: .utf8)
-        try Plot.svg(rows).write(toFile: plotPath, atomically: true, encoding: .utf8)
-        progress("wrote \(csvPath) and \(plotPath)")
+        if drawn { try Plot.svg(rows).write(toFile: plotPath, atomically: true, encoding: .utf8) }
+        progress("wrote \(csvPath)" + (drawn ? " and \(plotPath)" : " (W3 has no plot)"))
     }
 
     private func list(_ text: String) throws -> [String] {

@@ -1,31 +1,31 @@
 /// Why a byte sequence failed to decode. Turned into `OpLogError.corruption` with a location by the
 /// caller, which knows which record it was reading.
-struct DecodeError: Error, Equatable, CustomStringConvertible {
-    let detail: String
-    init(_ detail: String) { self.detail = detail }
-    var description: String { detail }
+package struct DecodeError: Error, Equatable, CustomStringConvertible {
+    package let detail: String
+    package init(_ detail: String) { self.detail = detail }
+    package var description: String { detail }
 }
 
 /// Appends little-endian integers, LEB128 varints and byte strings. Big-endian appears only in keys
 /// (`KeyCoding`), where byte order must follow numeric order.
-struct ByteWriter {
-    private(set) var bytes: [UInt8] = []
+package struct ByteWriter {
+    package private(set) var bytes: [UInt8] = []
 
-    init(capacity: Int = 64) { bytes.reserveCapacity(capacity) }
+    package init(capacity: Int = 64) { bytes.reserveCapacity(capacity) }
 
-    mutating func u8(_ value: UInt8) { bytes.append(value) }
-    mutating func u16(_ value: UInt16) { littleEndian(value) }
-    mutating func u32(_ value: UInt32) { littleEndian(value) }
-    mutating func u64(_ value: UInt64) { littleEndian(value) }
-    mutating func bytes(_ value: some Collection<UInt8>) { bytes.append(contentsOf: value) }
+    package mutating func u8(_ value: UInt8) { bytes.append(value) }
+    package mutating func u16(_ value: UInt16) { littleEndian(value) }
+    package mutating func u32(_ value: UInt32) { littleEndian(value) }
+    package mutating func u64(_ value: UInt64) { littleEndian(value) }
+    package mutating func bytes(_ value: some Collection<UInt8>) { bytes.append(contentsOf: value) }
 
     /// An op ID as its 16 bytes in order (big-endian halves), the way clients and UUIDs write it.
-    mutating func opID(_ id: OpID) {
+    package mutating func opID(_ id: OpID) {
         for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: id.high >> UInt64(shift))) }
         for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: id.low >> UInt64(shift))) }
     }
 
-    mutating func varint(_ value: UInt64) {
+    package mutating func varint(_ value: UInt64) {
         var rest = value
         while rest >= 0x80 {
             bytes.append(UInt8(truncatingIfNeeded: rest) | 0x80)
@@ -35,17 +35,17 @@ struct ByteWriter {
     }
 
     /// Zig-zag varint: small magnitudes of either sign stay short.
-    mutating func signedVarint(_ value: Int64) {
+    package mutating func signedVarint(_ value: Int64) {
         varint(UInt64(bitPattern: (value << 1) ^ (value >> 63)))
     }
 
     /// A varint length followed by the bytes.
-    mutating func lengthPrefixed(_ value: [UInt8]) {
+    package mutating func lengthPrefixed(_ value: [UInt8]) {
         varint(UInt64(value.count))
         bytes.append(contentsOf: value)
     }
 
-    mutating func overwriteU32(_ value: UInt32, at offset: Int) {
+    package mutating func overwriteU32(_ value: UInt32, at offset: Int) {
         for index in 0..<4 { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
     }
 
@@ -60,31 +60,31 @@ struct ByteWriter {
 
 /// Reads what `ByteWriter` wrote, checking every length against the bytes left and the caller's
 /// limit, so damaged input throws `DecodeError` and never traps or over-allocates.
-struct ByteReader {
+package struct ByteReader {
     private let bytes: ArraySlice<UInt8>
     private(set) var offset: Int
 
-    init(_ bytes: ArraySlice<UInt8>) {
+    package init(_ bytes: ArraySlice<UInt8>) {
         self.bytes = bytes
         self.offset = bytes.startIndex
     }
 
-    init(_ bytes: [UInt8]) { self.init(bytes[...]) }
+    package init(_ bytes: [UInt8]) { self.init(bytes[...]) }
 
-    var remaining: Int { bytes.endIndex - offset }
-    var isAtEnd: Bool { offset == bytes.endIndex }
+    package var remaining: Int { bytes.endIndex - offset }
+    package var isAtEnd: Bool { offset == bytes.endIndex }
 
-    mutating func u8() throws(DecodeError) -> UInt8 {
+    package mutating func u8() throws(DecodeError) -> UInt8 {
         guard remaining >= 1 else { throw DecodeError("truncated: expected 1 byte at offset \(offset - bytes.startIndex)") }
         defer { offset += 1 }
         return bytes[offset]
     }
 
-    mutating func u16() throws(DecodeError) -> UInt16 { try littleEndian() }
-    mutating func u32() throws(DecodeError) -> UInt32 { try littleEndian() }
-    mutating func u64() throws(DecodeError) -> UInt64 { try littleEndian() }
+    package mutating func u16() throws(DecodeError) -> UInt16 { try littleEndian() }
+    package mutating func u32() throws(DecodeError) -> UInt32 { try littleEndian() }
+    package mutating func u64() throws(DecodeError) -> UInt64 { try littleEndian() }
 
-    mutating func take(_ count: Int) throws(DecodeError) -> ArraySlice<UInt8> {
+    package mutating func take(_ count: Int) throws(DecodeError) -> ArraySlice<UInt8> {
         guard count >= 0, remaining >= count else {
             throw DecodeError("truncated: \(count) bytes needed at offset \(offset - bytes.startIndex), \(remaining) left")
         }
@@ -92,7 +92,7 @@ struct ByteReader {
         return bytes[offset..<(offset + count)]
     }
 
-    mutating func opID() throws(DecodeError) -> OpID {
+    package mutating func opID() throws(DecodeError) -> OpID {
         let slice = try take(16)
         var high: UInt64 = 0
         var low: UInt64 = 0
@@ -102,7 +102,7 @@ struct ByteReader {
         return OpID(high: high, low: low)
     }
 
-    mutating func varint() throws(DecodeError) -> UInt64 {
+    package mutating func varint() throws(DecodeError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
@@ -115,24 +115,24 @@ struct ByteReader {
         }
     }
 
-    mutating func signedVarint() throws(DecodeError) -> Int64 {
+    package mutating func signedVarint() throws(DecodeError) -> Int64 {
         let raw = try varint()
         return Int64(bitPattern: (raw >> 1) ^ (0 &- (raw & 1)))
     }
 
     /// A varint that must not exceed `maximum` (a count or a length).
-    mutating func boundedVarint(maximum: Int, what: String) throws(DecodeError) -> Int {
+    package mutating func boundedVarint(maximum: Int, what: String) throws(DecodeError) -> Int {
         let value = try varint()
         guard value <= UInt64(maximum) else { throw DecodeError("\(what) \(value) exceeds the limit \(maximum)") }
         return Int(value)
     }
 
-    mutating func lengthPrefixed(maximum: Int, what: String) throws(DecodeError) -> [UInt8] {
+    package mutating func lengthPrefixed(maximum: Int, what: String) throws(DecodeError) -> [UInt8] {
         let count = try boundedVarint(maximum: maximum, what: what)
         return Array(try take(count))
     }
 
-    func expectEnd(_ what: String) throws(DecodeError) {
+    package func expectEnd(_ what: String) throws(DecodeError) {
         guard isAtEnd else { throw DecodeError("\(remaining) unexpected trailing bytes after \(what)") }
     }
 

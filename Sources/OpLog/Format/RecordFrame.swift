@@ -1,7 +1,7 @@
 import OpLogStorage
 
 /// What a stored LMDB value holds; the first byte of every frame.
-enum RecordKind: UInt8, Sendable, CaseIterable {
+package enum RecordKind: UInt8, Sendable, CaseIterable {
     case format = 1
     case appliedSequence = 2
     case document = 3
@@ -11,7 +11,7 @@ enum RecordKind: UInt8, Sendable, CaseIterable {
 }
 
 /// How a frame's body is stored.
-enum Codec: UInt8, Sendable {
+package enum Codec: UInt8, Sendable {
     case raw = 0
     /// A zlib stream (RFC 1950) of the raw body.
     case zlib = 1
@@ -26,13 +26,13 @@ enum Codec: UInt8, Sendable {
 ///
 /// Lengths and CRC are little-endian u32. The CRC covers the LMDB key, then header bytes 0..<12,
 /// then the stored body: a record moved under another key fails its check just like flipped bits.
-enum RecordFrame {
-    static let headerSize = 12 + 4
+package enum RecordFrame {
+    package static let headerSize = 12 + 4
     /// Bodies shorter than this are never compressed: zlib's own overhead would eat the gain.
-    static let compressionThresholdBytes = 64
+    package static let compressionThresholdBytes = 64
 
     /// Frames `body` for storage under `key`, compressing it when that saves space.
-    static func encode(kind: RecordKind, key: [UInt8], body: [UInt8], compressionLevel: Int32) throws -> [UInt8] {
+    package static func encode(kind: RecordKind, key: [UInt8], body: [UInt8], compressionLevel: Int32) throws -> [UInt8] {
         var codec = Codec.raw
         var stored = body
         if compressionLevel > 0, body.count >= compressionThresholdBytes {
@@ -47,7 +47,7 @@ enum RecordFrame {
     }
 
     /// Frames an already-encoded body (used by the test vectors and the fuzzer).
-    static func encode(kind: RecordKind, codec: Codec, key: [UInt8], stored: [UInt8], rawLength: Int) -> [UInt8] {
+    package static func encode(kind: RecordKind, codec: Codec, key: [UInt8], stored: [UInt8], rawLength: Int) -> [UInt8] {
         var writer = ByteWriter(capacity: headerSize + stored.count)
         writer.u8(kind.rawValue)
         writer.u8(codec.rawValue)
@@ -63,7 +63,7 @@ enum RecordFrame {
     }
 
     /// The CRC-32 of key ‖ header[0..<12] ‖ stored body.
-    static func checksum(key: [UInt8], frame: [UInt8]) -> UInt32 {
+    package static func checksum(key: [UInt8], frame: [UInt8]) -> UInt32 {
         frame.withUnsafeBytes { raw in
             var crc = Zlib.crc32(key)
             crc = Zlib.crc32(UnsafeRawBufferPointer(rebasing: raw[0..<12]), seed: crc)
@@ -76,7 +76,7 @@ enum RecordFrame {
     /// - Throws: `DecodeError` for a short frame, a wrong kind, a bad checksum, an unknown codec,
     ///   a length beyond `Limits.recordBodyBytesMax`, or a compressed stream that does not inflate to
     ///   the declared length.
-    static func decode(_ frame: [UInt8], key: [UInt8], expecting kind: RecordKind) throws(DecodeError) -> [UInt8] {
+    package static func decode(_ frame: [UInt8], key: [UInt8], expecting kind: RecordKind) throws(DecodeError) -> [UInt8] {
         var reader = ByteReader(frame)
         guard frame.count >= headerSize else { throw DecodeError("record of \(frame.count) bytes is shorter than its 16-byte header") }
         let kindByte = try reader.u8()
@@ -114,4 +114,4 @@ enum RecordFrame {
     }
 }
 
-func hex32(_ value: UInt32) -> String { "0x" + String(value, radix: 16).leftPadded(to: 8) }
+package func hex32(_ value: UInt32) -> String { "0x" + String(value, radix: 16).leftPadded(to: 8) }

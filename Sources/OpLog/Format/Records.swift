@@ -2,15 +2,15 @@
 /// accepts exactly what `encode` produces and throws `DecodeError` for anything else.
 
 /// The current on-disk format version, recorded in the `meta` database under `format`.
-let formatVersion: UInt32 = 1
+package let formatVersion: UInt32 = 1
 
 /// A run of ops with consecutive revisions, encoded back to back. Shared by op chunks (LMDB) and
 /// journal entries. Server times are delta-encoded (they never decrease within a document) and client
 /// times are stored relative to the server time, so both are usually one or two bytes.
-enum OpSequenceCoding {
-    static let flagHasClientTime: UInt8 = 0x01
+package enum OpSequenceCoding {
+    package static let flagHasClientTime: UInt8 = 0x01
 
-    static func encode(_ ops: some Collection<StoredOp>, into writer: inout ByteWriter) {
+    package static func encode(_ ops: some Collection<StoredOp>, into writer: inout ByteWriter) {
         var previousServerTime: Int64 = 0
         for op in ops {
             writer.opID(op.opID)
@@ -28,7 +28,7 @@ enum OpSequenceCoding {
     }
 
     /// Decodes `count` ops numbered from `firstRevision`.
-    static func decode(count: Int, firstRevision: Revision, from reader: inout ByteReader) throws(DecodeError) -> [StoredOp] {
+    package static func decode(count: Int, firstRevision: Revision, from reader: inout ByteReader) throws(DecodeError) -> [StoredOp] {
         // Each op takes at least 20 bytes, which bounds `count` by the input before allocating.
         guard count <= reader.remaining / 20 + 1 else { throw DecodeError("op count \(count) cannot fit in \(reader.remaining) bytes") }
         guard firstRevision >= 1, firstRevision <= UInt64.max - UInt64(count) else { throw DecodeError("revision range starting at \(firstRevision) is invalid") }
@@ -59,8 +59,8 @@ enum OpSequenceCoding {
 /// `ops` database value: consecutive ops of one document, first revision = the key's revision.
 ///
 ///     varint firstRevision | varint count | op × count
-enum OpChunkRecord {
-    static func encode(_ ops: ArraySlice<StoredOp>) -> [UInt8] {
+package enum OpChunkRecord {
+    package static func encode(_ ops: ArraySlice<StoredOp>) -> [UInt8] {
         var writer = ByteWriter(capacity: 64 * ops.count)
         writer.varint(ops.first?.revision ?? 0)
         writer.varint(UInt64(ops.count))
@@ -68,7 +68,7 @@ enum OpChunkRecord {
         return writer.bytes
     }
 
-    static func decode(_ body: [UInt8]) throws(DecodeError) -> [StoredOp] {
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> [StoredOp] {
         var reader = ByteReader(body)
         let first = try reader.varint()
         let count = try reader.boundedVarint(maximum: Limits.chunkRawBytesTarget + Limits.batchPayloadBytesMax, what: "op count")
@@ -83,16 +83,16 @@ enum OpChunkRecord {
 /// are not counted here).
 ///
 ///     u64 head | u64 floor | i64 lastServerTime | u64 chunkBytes
-struct DocumentRecord: Equatable, Sendable {
-    var head: Revision
-    var floor: Revision
-    var lastServerTimeMilliseconds: Int64
+package struct DocumentRecord: Equatable, Sendable {
+    package var head: Revision
+    package var floor: Revision
+    package var lastServerTimeMilliseconds: Int64
     /// Stored bytes of the document's op chunks.
-    var chunkBytes: UInt64
+    package var chunkBytes: UInt64
 
-    static let empty = DocumentRecord(head: 0, floor: 1, lastServerTimeMilliseconds: 0, chunkBytes: 0)
+    package static let empty = DocumentRecord(head: 0, floor: 1, lastServerTimeMilliseconds: 0, chunkBytes: 0)
 
-    func encode() -> [UInt8] {
+    package func encode() -> [UInt8] {
         var writer = ByteWriter(capacity: 32)
         writer.u64(head)
         writer.u64(floor)
@@ -101,7 +101,7 @@ struct DocumentRecord: Equatable, Sendable {
         return writer.bytes
     }
 
-    static func decode(_ body: [UInt8]) throws(DecodeError) -> DocumentRecord {
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> DocumentRecord {
         var reader = ByteReader(body)
         let record = DocumentRecord(
             head: try reader.u64(), floor: try reader.u64(),
@@ -117,8 +117,8 @@ struct DocumentRecord: Equatable, Sendable {
 /// `snapshots` database value.
 ///
 ///     u64 revision | i64 createdAt | snapshot bytes
-enum SnapshotRecord {
-    static func encode(revision: Revision, createdAt: Int64, bytes: [UInt8]) -> [UInt8] {
+package enum SnapshotRecord {
+    package static func encode(revision: Revision, createdAt: Int64, bytes: [UInt8]) -> [UInt8] {
         var writer = ByteWriter(capacity: 16 + bytes.count)
         writer.u64(revision)
         writer.u64(UInt64(bitPattern: createdAt))
@@ -126,7 +126,7 @@ enum SnapshotRecord {
         return writer.bytes
     }
 
-    static func decode(_ body: [UInt8]) throws(DecodeError) -> Snapshot {
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> Snapshot {
         var reader = ByteReader(body)
         let revision = try reader.u64()
         let createdAt = Int64(bitPattern: try reader.u64())
@@ -138,15 +138,15 @@ enum SnapshotRecord {
 /// truncated op still gets its original revision.
 ///
 ///     varint firstRevision | varint count | (opID 16 bytes | varint serverTimeDelta) × count
-struct DedupeRecord: Equatable, Sendable {
-    var firstRevision: Revision
-    var entries: [(opID: OpID, serverTime: Int64)]
+package struct DedupeRecord: Equatable, Sendable {
+    package var firstRevision: Revision
+    package var entries: [(opID: OpID, serverTime: Int64)]
 
-    static func == (lhs: DedupeRecord, rhs: DedupeRecord) -> Bool {
+    package static func == (lhs: DedupeRecord, rhs: DedupeRecord) -> Bool {
         lhs.firstRevision == rhs.firstRevision && lhs.entries.elementsEqual(rhs.entries) { $0.opID == $1.opID && $0.serverTime == $1.serverTime }
     }
 
-    func encode() -> [UInt8] {
+    package func encode() -> [UInt8] {
         var writer = ByteWriter(capacity: 8 + 20 * entries.count)
         writer.varint(firstRevision)
         writer.varint(UInt64(entries.count))
@@ -159,7 +159,7 @@ struct DedupeRecord: Equatable, Sendable {
         return writer.bytes
     }
 
-    static func decode(_ body: [UInt8]) throws(DecodeError) -> DedupeRecord {
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> DedupeRecord {
         var reader = ByteReader(body)
         let first = try reader.varint()
         let count = try reader.boundedVarint(maximum: reader.remaining / 17, what: "dedupe entry count")
@@ -182,12 +182,12 @@ struct DedupeRecord: Equatable, Sendable {
 /// `meta` database, key `format`: which format wrote the store.
 ///
 ///     8 bytes "OPLOGFMT" | u32 version | i64 createdAt
-struct FormatRecord: Equatable {
-    static let magic = Array("OPLOGFMT".utf8)
-    var version: UInt32
-    var createdAtMilliseconds: Int64
+package struct FormatRecord: Equatable {
+    package static let magic = Array("OPLOGFMT".utf8)
+    package var version: UInt32
+    package var createdAtMilliseconds: Int64
 
-    func encode() -> [UInt8] {
+    package func encode() -> [UInt8] {
         var writer = ByteWriter(capacity: 20)
         writer.bytes(Self.magic)
         writer.u32(version)
@@ -195,7 +195,7 @@ struct FormatRecord: Equatable {
         return writer.bytes
     }
 
-    static func decode(_ body: [UInt8]) throws(DecodeError) -> FormatRecord {
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> FormatRecord {
         var reader = ByteReader(body)
         guard Array(try reader.take(8)) == magic else { throw DecodeError("format record lacks the OPLOGFMT magic") }
         let record = FormatRecord(version: try reader.u32(), createdAtMilliseconds: Int64(bitPattern: try reader.u64()))
@@ -207,14 +207,14 @@ struct FormatRecord: Equatable {
 /// `meta` database, key `applied`: the highest journal sequence number whose effects LMDB holds.
 ///
 ///     u64 sequence
-enum AppliedSequenceRecord {
-    static func encode(_ sequence: UInt64) -> [UInt8] {
+package enum AppliedSequenceRecord {
+    package static func encode(_ sequence: UInt64) -> [UInt8] {
         var writer = ByteWriter(capacity: 8)
         writer.u64(sequence)
         return writer.bytes
     }
 
-    static func decode(_ body: [UInt8]) throws(DecodeError) -> UInt64 {
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> UInt64 {
         var reader = ByteReader(body)
         let value = try reader.u64()
         try reader.expectEnd("applied-sequence record")

@@ -1,7 +1,7 @@
 import OpLogStorage
 
 /// One change carried by a journal record.
-enum JournalEntry: Equatable, Sendable {
+package enum JournalEntry: Equatable, Sendable {
     /// Ops appended to a document; revisions are consecutive from `ops[0].revision`.
     case ops(document: DocumentID, ops: [StoredOp])
     /// The document's floor moved up to `floor` (ops below it are truncated).
@@ -9,9 +9,9 @@ enum JournalEntry: Equatable, Sendable {
 }
 
 /// A group commit: every entry of one journal record became durable with one sync.
-struct JournalRecord: Equatable, Sendable {
-    var sequence: UInt64
-    var entries: [JournalEntry]
+package struct JournalRecord: Equatable, Sendable {
+    package var sequence: UInt64
+    package var entries: [JournalEntry]
 }
 
 /// Journal file layout (FORMAT.md, "Journal").
@@ -28,15 +28,15 @@ struct JournalRecord: Equatable, Sendable {
 ///
 /// Integers little-endian. The header CRC covers header bytes 0..<24; the record CRC covers frame
 /// bytes 0..<20 and the stored body.
-enum JournalCoding {
-    static let magic = Array("OPLOGJNL".utf8)
-    static let version: UInt32 = 1
-    static let fileHeaderSize = 32
-    static let frameHeaderSize = 24
-    static let entryOps: UInt8 = 1
-    static let entryTruncate: UInt8 = 2
+package enum JournalCoding {
+    package static let magic = Array("OPLOGJNL".utf8)
+    package static let version: UInt32 = 1
+    package static let fileHeaderSize = 32
+    package static let frameHeaderSize = 24
+    package static let entryOps: UInt8 = 1
+    package static let entryTruncate: UInt8 = 2
 
-    static func encodeFileHeader(baseSequence: UInt64) -> [UInt8] {
+    package static func encodeFileHeader(baseSequence: UInt64) -> [UInt8] {
         var writer = ByteWriter(capacity: fileHeaderSize)
         writer.bytes(magic)
         writer.u32(version)
@@ -50,7 +50,7 @@ enum JournalCoding {
 
     /// Returns the journal format version and base sequence. The caller decides what to do with a
     /// version it does not know.
-    static func decodeFileHeader(_ bytes: [UInt8]) throws(DecodeError) -> (version: UInt32, baseSequence: UInt64) {
+    package static func decodeFileHeader(_ bytes: [UInt8]) throws(DecodeError) -> (version: UInt32, baseSequence: UInt64) {
         guard bytes.count >= fileHeaderSize else { throw DecodeError("journal header is truncated (\(bytes.count) bytes)") }
         var reader = ByteReader(bytes[0..<fileHeaderSize])
         guard Array(try reader.take(8)) == magic else { throw DecodeError("journal lacks the OPLOGJNL magic") }
@@ -66,7 +66,7 @@ enum JournalCoding {
         return (fileVersion, base)
     }
 
-    static func encodeBody(_ entries: [JournalEntry]) -> [UInt8] {
+    package static func encodeBody(_ entries: [JournalEntry]) -> [UInt8] {
         var writer = ByteWriter(capacity: 256)
         writer.varint(UInt64(entries.count))
         for entry in entries {
@@ -86,7 +86,7 @@ enum JournalCoding {
         return writer.bytes
     }
 
-    static func decodeBody(_ body: [UInt8]) throws(DecodeError) -> [JournalEntry] {
+    package static func decodeBody(_ body: [UInt8]) throws(DecodeError) -> [JournalEntry] {
         var reader = ByteReader(body)
         let count = try reader.boundedVarint(maximum: reader.remaining / 3, what: "journal entry count")
         var entries: [JournalEntry] = []
@@ -112,7 +112,7 @@ enum JournalCoding {
         return entries
     }
 
-    static func encodeFrame(_ record: JournalRecord, compressionLevel: Int32) throws -> [UInt8] {
+    package static func encodeFrame(_ record: JournalRecord, compressionLevel: Int32) throws -> [UInt8] {
         let body = encodeBody(record.entries)
         var codec = Codec.raw
         var stored = body
@@ -126,7 +126,7 @@ enum JournalCoding {
         return encodeFrame(sequence: record.sequence, codec: codec, stored: stored, rawLength: body.count)
     }
 
-    static func encodeFrame(sequence: UInt64, codec: Codec, stored: [UInt8], rawLength: Int) -> [UInt8] {
+    package static func encodeFrame(sequence: UInt64, codec: Codec, stored: [UInt8], rawLength: Int) -> [UInt8] {
         var writer = ByteWriter(capacity: frameHeaderSize + stored.count)
         writer.u32(UInt32(stored.count))
         writer.u32(UInt32(rawLength))
@@ -143,7 +143,7 @@ enum JournalCoding {
         return frame
     }
 
-    static func frameChecksum(_ frame: ArraySlice<UInt8>) -> UInt32 {
+    package static func frameChecksum(_ frame: ArraySlice<UInt8>) -> UInt32 {
         frame.withUnsafeBytes { raw in
             let crc = Zlib.crc32(UnsafeRawBufferPointer(rebasing: raw[0..<20]))
             return Zlib.crc32(UnsafeRawBufferPointer(rebasing: raw[frameHeaderSize...]), seed: crc)
@@ -151,7 +151,7 @@ enum JournalCoding {
     }
 
     /// The outcome of reading one frame at an offset.
-    enum FrameRead {
+    package enum FrameRead {
         case record(JournalRecord, frameLength: Int)
         /// Not a valid frame: the end of the written journal, or damage; the caller decides which.
         case invalid(reason: String, claimedLength: Int?)
@@ -160,7 +160,7 @@ enum JournalCoding {
     }
 
     /// Reads the frame starting at `bytes.startIndex`.
-    static func readFrame(_ bytes: ArraySlice<UInt8>) -> FrameRead {
+    package static func readFrame(_ bytes: ArraySlice<UInt8>) -> FrameRead {
         guard bytes.count >= frameHeaderSize else { return .invalid(reason: "truncated frame header", claimedLength: nil) }
         var reader = ByteReader(bytes)
         do {

@@ -1,24 +1,24 @@
 import OpLogStorage
 
 /// The LMDB environment and its named databases (FORMAT.md, "Environment").
-struct StoreTables: Sendable {
-    let environment: Environment
+package struct StoreTables: Sendable {
+    package let environment: Environment
     /// `meta`: format version and applied journal sequence.
-    let meta: Database
+    package let meta: Database
     /// `documents`: document ID → document record.
-    let documents: Database
+    package let documents: Database
     /// `ops`: (document, first revision) → op chunk.
-    let ops: Database
+    package let ops: Database
     /// `snapshots`: (document, revision) → snapshot.
-    let snapshots: Database
+    package let snapshots: Database
     /// `dedupe`: (document, first revision) → op IDs of truncated ops still in the dedupe window.
-    let dedupe: Database
+    package let dedupe: Database
 
-    static let formatKey = Array("format".utf8)
-    static let appliedKey = Array("applied".utf8)
-    static let names = ["meta", "documents", "ops", "snapshots", "dedupe"]
+    package static let formatKey = Array("format".utf8)
+    package static let appliedKey = Array("applied".utf8)
+    package static let names = ["meta", "documents", "ops", "snapshots", "dedupe"]
 
-    static func open(directory: String, options: StoreOptions, mapSizeBytes: Int) throws -> StoreTables {
+    package static func open(directory: String, options: StoreOptions, mapSizeBytes: Int) throws -> StoreTables {
         var configuration = EnvironmentConfiguration(mapSizeBytes: mapSizeBytes)
         configuration.readOnly = options.readOnly
         configuration.skipSync = options.durability == .mayCorruptOnSystemCrash
@@ -39,7 +39,7 @@ struct StoreTables: Sendable {
     }
 
     /// Reads and checks a framed record; damage becomes `OpLogError.corruption` at `location`.
-    static func decodeFrame(_ value: [UInt8], key: [UInt8], kind: RecordKind, location: CorruptionLocation) throws(OpLogError) -> [UInt8] {
+    package static func decodeFrame(_ value: [UInt8], key: [UInt8], kind: RecordKind, location: CorruptionLocation) throws(OpLogError) -> [UInt8] {
         do { return try RecordFrame.decode(value, key: key, expecting: kind) } catch {
             throw .corruption(location, detail: error.description)
         }
@@ -47,7 +47,7 @@ struct StoreTables: Sendable {
 
     /// Checks and decodes a record stored under a (document, revision) key, and checks that the
     /// revision its body names (`revisionOf`) is the key's: a record under the wrong key is damage.
-    static func decodeRevisionRecord<T>(_ entry: Entry, document: DocumentID, area: String, kind: RecordKind,
+    package static func decodeRevisionRecord<T>(_ entry: Entry, document: DocumentID, area: String, kind: RecordKind,
                                         decode: ([UInt8]) throws(DecodeError) -> T, revisionOf: (T) -> Revision?) throws(OpLogError) -> T {
         let revision = KeyCoding.parseRevisionKey(entry.key)?.revision
         let location = CorruptionLocation(area: area, document: document, revision: revision)
@@ -60,7 +60,7 @@ struct StoreTables: Sendable {
         return value
     }
 
-    func readDocumentRecord(_ txn: borrowing Transaction, _ document: DocumentID) throws -> DocumentRecord? {
+    package func readDocumentRecord(_ txn: borrowing Transaction, _ document: DocumentID) throws -> DocumentRecord? {
         let key = KeyCoding.documentKey(document)
         guard let value = try txn.get(documents, key: key) else { return nil }
         let location = CorruptionLocation(area: "documents", document: document)
@@ -68,14 +68,14 @@ struct StoreTables: Sendable {
         do { return try DocumentRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
     }
 
-    func readAppliedSequence(_ txn: borrowing Transaction) throws -> UInt64 {
+    package func readAppliedSequence(_ txn: borrowing Transaction) throws -> UInt64 {
         guard let value = try txn.get(meta, key: Self.appliedKey) else { return 0 }
         let location = CorruptionLocation(area: "meta")
         let body = try Self.decodeFrame(value, key: Self.appliedKey, kind: .appliedSequence, location: location)
         do { return try AppliedSequenceRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
     }
 
-    func readFormat(_ txn: borrowing Transaction) throws -> FormatRecord? {
+    package func readFormat(_ txn: borrowing Transaction) throws -> FormatRecord? {
         guard let value = try txn.get(meta, key: Self.formatKey) else { return nil }
         let location = CorruptionLocation(area: "meta")
         let body = try Self.decodeFrame(value, key: Self.formatKey, kind: .format, location: location)

@@ -23,7 +23,7 @@ public struct DocumentID: Hashable, Comparable, Sendable, CustomStringConvertibl
     }
 
     /// Rebuilds an ID from key bytes; nil when they are not a valid ID (damaged key).
-    init?(keyBytes: ArraySlice<UInt8>) {
+    package init?(keyBytes: ArraySlice<UInt8>) {
         guard let string = String(validating: keyBytes, as: UTF8.self), let id = try? DocumentID(string) else {
             return nil
         }
