@@ -42,6 +42,11 @@ public enum Zlib {
     /// The output buffer is sized by the caller's bound, never by the stream, so a damaged length
     /// cannot make it allocate more than the caller allows.
     public static func decompress(_ input: ArraySlice<UInt8>, expectedCount: Int) throws(StorageError) -> [UInt8] {
+        // Deflate cannot expand data more than about 1032:1, so a larger claimed size is damage:
+        // refuse it before allocating the output.
+        guard expectedCount >= 0, expectedCount <= input.count * 1032 + 64 else {
+            throw StorageError(.compression("\(input.count) compressed bytes cannot inflate to \(expectedCount) bytes"), operation: "inflate")
+        }
         var stream = z_stream()
         var code = inflateInit_(&stream, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
         guard code == Z_OK else { throw StorageError(.compression("inflateInit returned \(code)"), operation: "inflate") }

@@ -11,6 +11,7 @@ extension OpLogStore {
         let head = try currentView(of: document)?.view.head ?? 0
         guard head > 0 else { throw .documentNotFound(document) }
         guard revision >= 1, revision <= head else { throw .beyondHead(document: document, requested: revision, head: head) }
+        applyJournalIfSpaceIsTight(adding: frame.count, writer: writer)
         try checkSpace(adding: frame.count, writer: writer)
         try writeGrowing(writer: writer, allowReserve: false) { txn in
             try txn.put(tables.snapshots, key: KeyCoding.revisionKey(document, revision), value: frame)

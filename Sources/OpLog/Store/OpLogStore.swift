@@ -145,6 +145,14 @@ public final class OpLogStore: Sendable {
             }
         }
         guard let format else {
+            // OpLog's named databases exist (StoreTables.open checked), so data in any of them
+            // means the format record's key or value was damaged, not that this is no store.
+            let holdsData = try tables.environment.read { txn in
+                try [tables.meta, tables.documents, tables.ops, tables.snapshots, tables.dedupe].contains { try txn.entryCount($0) > 0 }
+            }
+            if holdsData {
+                throw OpLogError.corruption(CorruptionLocation(area: "meta"), detail: "the store holds data but its format record is missing (damaged key?)")
+            }
             throw OpLogError.notAStore(path: directory, detail: "data.mdb has no OpLog format record")
         }
         guard format.version >= 1 else { throw OpLogError.notAStore(path: directory, detail: "format version 0") }

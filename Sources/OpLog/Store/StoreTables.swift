@@ -62,8 +62,22 @@ package struct StoreTables: Sendable {
 
     package func readDocumentRecord(_ txn: borrowing Transaction, _ document: DocumentID) throws -> DocumentRecord? {
         let key = KeyCoding.documentKey(document)
-        guard let value = try txn.get(documents, key: key) else { return nil }
         let location = CorruptionLocation(area: "documents", document: document)
+        guard let value = try txn.get(documents, key: key) else {
+            // Op chunks and dedupe records are written and deleted only together with their
+            // document record, in one commit. Finding some without it means the record's key was
+            // damaged: report that instead of reading the document as empty. (Snapshots may
+            // precede a document's first apply, so they prove nothing here.)
+            for (table, name) in [(ops, "op chunk"), (dedupe, "dedupe")] {
+                let orphan = try txn.withCursor(table) { cursor in
+                    try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).map { KeyCoding.belongs($0.key, to: document) } ?? false
+                }
+                if orphan {
+                    throw OpLogError.corruption(location, detail: "\(name) records exist but the document record is missing (damaged key?)")
+                }
+            }
+            return nil
+        }
         let body = try Self.decodeFrame(value, key: key, kind: .document, location: location)
         do { return try DocumentRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
     }

@@ -36,6 +36,7 @@ extension OpLogStore {
             metrics.queueDepth.record(queue.depth)
             let group = queue.takeGroup(maxOps: options.groupCommitMaxOps, maxBytes: options.groupCommitMaxBytes)
             if group[0].isJournaled {
+                applyJournalIfSpaceIsTight(adding: group.reduce(0) { $0 + $1.payloadBytes }, writer: writer)
                 commitGroup(group, writer: writer)
                 continue
             }
@@ -151,6 +152,20 @@ extension OpLogStore {
 
     /// Refuses growth that could leave the reserve for deletions unavailable. Journaled bytes count
     /// twice: applying them writes chunk pages, and B-tree pages may be half full.
+    /// The space check counts journaled bytes twice (their LMDB cost is unknown until applied), so a
+    /// small store near its limit could refuse appends that fit. When the check would fail and the
+    /// journal holds bytes, apply it first: the check then sees LMDB's real figure. Called between
+    /// groups, never while one is staged. A failed apply is left to the check to report.
+    func applyJournalIfSpaceIsTight(adding bytes: Int, writer: WriterState) {
+        let journalBytes = state.withLock { $0.journalBytes }
+        guard journalBytes > 0,
+              writer.lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion > options.mapSizeMaximumBytes
+        else { return }
+        do { try applyJournal(writer: writer) } catch {
+            options.logger.notice("journal apply near the space limit failed", metadata: ["error": "\(error)"])
+        }
+    }
+
     func checkSpace(adding bytes: Int, writer: WriterState) throws(OpLogError) {
         let journalBytes = state.withLock { $0.journalBytes }
         // Applies that keep failing would let the journal grow without bound.
