@@ -55,7 +55,7 @@ def decode_seeds():
     # Mode 0: a stored op-chunk frame under its key (kind index 3 = opChunk, key length 12).
     write("decode", "stored-op-chunk", bytes([0, 3, 12]) + key + record_frame(4, key, ops_body))
     # Mode 1: a document record body (kind index 2).
-    write("decode", "document-body", bytes([1, 2]) + struct.pack("<QQqQ", 10, 3, 1700000000000, 4096))
+    write("decode", "document-body", bytes([1, 2]) + struct.pack("<QQqQQ", 10, 3, 1700000000000, 4096, 2))
     # Mode 2: a journal file header, base sequence 7.
     header = b"OPLOGJNL" + struct.pack("<IIQ", 1, 0, 7)
     write("decode", "journal-header", bytes([2]) + header + struct.pack("<II", zlib.crc32(header), 0))

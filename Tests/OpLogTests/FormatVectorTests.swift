@@ -23,7 +23,7 @@ import Testing
 
     // The vectors, exactly as FORMAT.md lists them.
     static let documentRecordKey = "646f63"
-    static let documentRecordValue = "03000000200000002000000001083a36030000000000000002000000000000000068e5cf8b0100006400000000000000"
+    static let documentRecordValue = "030000002800000028000000135d8361030000000000000002000000000000000068e5cf8b01000064000000000000000100000000000000"
     static let opChunkKey = "646f63000000000000000001"
     static let opChunkValue = "0400000060000000600000003586c49c01020102030405060708090a0b0c0d0e0f1080d095ffbc3103616e6e01e807157b2270223a302c2264223a302c2269223a2268227d000000000000000100000000000000020302626f00157b2270223a312c2264223a302c2269223a2269227d"
     static let journalHeader = "4f504c4f474a4e4c0100000000000000070000000000000025f61ade00000000"
@@ -31,10 +31,10 @@ import Testing
     static let compressedChunkValue = "04010000f400000006070000d94b895d78da85d1270e42011084e147efbd7758aa40d0cbbb0d090643902484844b701b0ec18d403cc40e6267cd9a6fd4ef9b38dec57edff7783f3faf79e0703e3ba59b5cc49d4fe528ee6c2a2771e52af7bf81df517661db80b64bdb06b55dd936a4eddab6616d37b68d68bbb56d54db9d6d63daee6d1bf76cd96b31b37102302997044cd2a500937669c0245e0630a997054cf2e500937e79c0246001302958d478410a9600938265c0a46005302958054c0ad600938275c0a460033029d8044c0ab60093826d8d97a460073029d8054c0af6009382029814ec032605078049c1216052700498141c032605271aaffe0b7e01bcef1249"
 
     @Test func documentRecordBothWays() throws {
-        let record = DocumentRecord(head: 3, floor: 2, lastServerTimeMilliseconds: 1_700_000_000_000, chunkBytes: 100)
+        let record = DocumentRecord(head: 3, floor: 2, lastServerTimeMilliseconds: 1_700_000_000_000, chunkBytes: 100, dedupeFrom: 1)
         let key = KeyCoding.documentKey(Self.document)
         #expect(Self.hex(key) == Self.documentRecordKey)
-        #expect(Self.hex(RecordFrame.encode(kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: 32)) == Self.documentRecordValue)
+        #expect(Self.hex(RecordFrame.encode(kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: DocumentRecord.encodedBytes)) == Self.documentRecordValue)
         let body = try RecordFrame.decode(Self.bytes(Self.documentRecordValue), key: key, expecting: .document)
         #expect(try DocumentRecord.decode(body) == record)
     }
@@ -72,9 +72,9 @@ import Testing
     @Test func printVectors() throws {
         // Regenerates the vectors (run with OPLOG_PRINT_VECTORS=1 after a deliberate format change).
         guard ProcessInfo.processInfo.environment["OPLOG_PRINT_VECTORS"] == "1" else { return }
-        let record = DocumentRecord(head: 3, floor: 2, lastServerTimeMilliseconds: 1_700_000_000_000, chunkBytes: 100)
+        let record = DocumentRecord(head: 3, floor: 2, lastServerTimeMilliseconds: 1_700_000_000_000, chunkBytes: 100, dedupeFrom: 1)
         let key = KeyCoding.documentKey(Self.document)
-        print("documentRecord", Self.hex(key), Self.hex(RecordFrame.encode(kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: 32)))
+        print("documentRecord", Self.hex(key), Self.hex(RecordFrame.encode(kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: DocumentRecord.encodedBytes)))
         let chunkKey = KeyCoding.revisionKey(Self.document, 1)
         let body = OpChunkRecord.encode(Self.ops[...])
         print("opChunk", Self.hex(chunkKey), Self.hex(RecordFrame.encode(kind: .opChunk, codec: .raw, key: chunkKey, stored: body, rawLength: body.count)))

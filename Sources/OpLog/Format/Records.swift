@@ -89,15 +89,30 @@ package struct DocumentRecord: Equatable, Sendable {
     package var lastServerTimeMilliseconds: Int64
     /// Stored bytes of the document's op chunks.
     package var chunkBytes: UInt64
+    /// The first revision held by the document's `dedupe` records, 0 if it has none. The records
+    /// cover `dedupeFrom` up to the first retained op without a gap, so a record lost to a damaged
+    /// key is detected instead of silently forgetting op IDs.
+    package var dedupeFrom: Revision
+
+    package init(head: Revision, floor: Revision, lastServerTimeMilliseconds: Int64, chunkBytes: UInt64, dedupeFrom: Revision = 0) {
+        self.head = head
+        self.floor = floor
+        self.lastServerTimeMilliseconds = lastServerTimeMilliseconds
+        self.chunkBytes = chunkBytes
+        self.dedupeFrom = dedupeFrom
+    }
 
     package static let empty = DocumentRecord(head: 0, floor: 1, lastServerTimeMilliseconds: 0, chunkBytes: 0)
+    /// The encoded body's size.
+    package static let encodedBytes = 40
 
     package func encode() -> [UInt8] {
-        var writer = ByteWriter(capacity: 32)
+        var writer = ByteWriter(capacity: Self.encodedBytes)
         writer.u64(head)
         writer.u64(floor)
         writer.u64(UInt64(bitPattern: lastServerTimeMilliseconds))
         writer.u64(chunkBytes)
+        writer.u64(dedupeFrom)
         return writer.bytes
     }
 
@@ -105,10 +120,14 @@ package struct DocumentRecord: Equatable, Sendable {
         var reader = ByteReader(body)
         let record = DocumentRecord(
             head: try reader.u64(), floor: try reader.u64(),
-            lastServerTimeMilliseconds: Int64(bitPattern: try reader.u64()), chunkBytes: try reader.u64())
+            lastServerTimeMilliseconds: Int64(bitPattern: try reader.u64()), chunkBytes: try reader.u64(),
+            dedupeFrom: try reader.u64())
         try reader.expectEnd("document record")
         guard record.floor >= 1, record.floor <= record.head &+ 1, record.head < UInt64.max else {
             throw DecodeError("floor \(record.floor) is not within 1...head+1 (head \(record.head))")
+        }
+        guard record.dedupeFrom < record.floor else {
+            throw DecodeError("dedupeFrom \(record.dedupeFrom) is not below the floor \(record.floor)")
         }
         return record
     }

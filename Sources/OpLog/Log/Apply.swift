@@ -41,6 +41,13 @@ extension OpLogStore {
     /// the dedupe window to `dedupe` records), new op chunks, and the document record.
     private func applyDocument(_ txn: borrowing WriteTransaction, _ document: DocumentID, view: DocumentView, cutoff: Int64) throws {
         var record = try tables.readDocumentRecord(txn, document) ?? .empty
+        // Check before the record is rewritten: a lost first dedupe record must not be laundered
+        // into a new `dedupeFrom` (gaps further up stay visible to the dedupe load and to verify).
+        let firstDedupe = try firstDedupeRevision(txn, document)
+        if firstDedupe != (record.dedupeFrom == 0 ? nil : record.dedupeFrom) {
+            throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document),
+                                        detail: "the first dedupe record is at \(firstDedupe.map { "\($0)" } ?? "none") but the document record says \(record.dedupeFrom)")
+        }
         let oldestKept = view.head > UInt64(options.dedupeWindowOps) ? view.head - UInt64(options.dedupeWindowOps) + 1 : 1
         if view.floor > record.floor {
             let freed = try removeChunks(txn, document, below: view.floor, oldestKept: oldestKept, cutoff: cutoff)
@@ -73,8 +80,17 @@ extension OpLogStore {
         record.head = view.head
         record.floor = view.floor
         record.lastServerTimeMilliseconds = view.lastServerTimeMilliseconds
+        record.dedupeFrom = try firstDedupeRevision(txn, document) ?? 0
         let key = KeyCoding.documentKey(document)
-        try txn.put(tables.documents, key: key, value: RecordFrame.encode(kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: 32))
+        try txn.put(tables.documents, key: key, value: RecordFrame.encode(kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: DocumentRecord.encodedBytes))
+    }
+
+    private func firstDedupeRevision(_ txn: borrowing WriteTransaction, _ document: DocumentID) throws -> Revision? {
+        try txn.withCursor(tables.dedupe) { cursor in
+            guard let first = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)),
+                  let (owner, revision) = KeyCoding.parseRevisionKey(first.key), owner == document else { return nil }
+            return revision
+        }
     }
 
     /// Deletes chunks whose ops are all below `floor`; returns the stored bytes freed.

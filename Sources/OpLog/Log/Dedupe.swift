@@ -44,18 +44,29 @@ extension OpLogStore {
         let lmdbEnd = view.pending.first?.revision ?? (view.head + 1)
         do {
             try tables.environment.read { txn in
+                let record = try tables.readDocumentRecord(txn, document) ?? .empty
+                var covered: Range<Revision>?  // dedupe revisions seen, from `oldest` on
                 for database in [tables.dedupe, tables.ops] {
+                    let isChunk = database == tables.ops
                     try txn.withCursor(database) { cursor in
                         var entry = try cursor.seek(containing: KeyCoding.revisionKey(document, oldest), prefix: KeyCoding.documentPrefix(document))
                         while let current = entry, KeyCoding.belongs(current.key, to: document) {
-                            for (id, revision, time) in try dedupeEntries(current, document: document, isChunk: database == tables.ops)
-                            where revision >= oldest && revision < lmdbEnd && index.revision(of: id) == nil {
-                                index.insert(id, revision: revision, time: time)
+                            for (id, revision, time) in try dedupeEntries(current, document: document, isChunk: isChunk)
+                            where revision >= oldest && revision < lmdbEnd {
+                                if !isChunk {
+                                    if let range = covered, revision != range.upperBound {
+                                        throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document, revision: range.upperBound),
+                                                                    detail: "dedupe records skip from \(range.upperBound) to \(revision)")
+                                    }
+                                    covered = (covered?.lowerBound ?? revision)..<(revision + 1)
+                                }
+                                if index.revision(of: id) == nil { index.insert(id, revision: revision, time: time) }
                             }
                             entry = try cursor.next()
                         }
                     }
                 }
+                try checkDedupeCoverage(txn, document, record: record, oldest: oldest, covered: covered)
             }
         } catch { throw OpLogError.wrap(error) }
         for op in view.pending { index.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds) }
@@ -65,6 +76,23 @@ extension OpLogStore {
             writer.dedupe[victim] = nil
         }
         writer.dedupe[document] = index
+    }
+
+    /// The dedupe records must hold every revision from `record.dedupeFrom` (or `oldest`, if later)
+    /// up to the first retained op chunk (or the floor): a record whose key was damaged is missing
+    /// from that range, and the op IDs it held must not be silently forgotten.
+    private func checkDedupeCoverage(_ txn: borrowing Transaction, _ document: DocumentID, record: DocumentRecord,
+                                     oldest: Revision, covered: Range<Revision>?) throws {
+        let firstChunk = try txn.withCursor(tables.ops) { cursor in
+            try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).flatMap { KeyCoding.parseRevisionKey($0.key) }
+        }
+        let end = firstChunk.flatMap { $0.document == document ? $0.revision : nil } ?? record.floor
+        let start = record.dedupeFrom == 0 ? end : max(record.dedupeFrom, oldest)
+        let expected = start < end ? start..<end : nil
+        if covered != expected {
+            throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document),
+                                        detail: "dedupe records hold revisions \(covered.map { "\($0)" } ?? "none") where the document record requires \(expected.map { "\($0)" } ?? "none")")
+        }
     }
 
     /// Dedupe indexes kept in memory at once (each up to `dedupeWindowOps` entries).

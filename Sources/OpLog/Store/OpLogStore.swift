@@ -292,6 +292,10 @@ public final class OpLogStore: Sendable {
                         guard let id = DocumentID(keyBytes: current.key[...]) else {
                             throw OpLogError.corruption(CorruptionLocation(area: "documents"), detail: "a key is not a valid document ID")
                         }
+                        // The record's checksum covers its key: a damaged key is reported here
+                        // instead of listing an ID that no document has.
+                        _ = try StoreTables.decodeFrame(current.value, key: current.key, kind: .document,
+                                                        location: CorruptionLocation(area: "documents", document: id))
                         if after.map({ $0 < id }) ?? true { found.append(id) }
                         entry = try cursor.next()
                     }

@@ -53,16 +53,30 @@ extension OpLogStore {
             report.documentsChecked = records.count
             try verifyChunks(records: records, report: &report, progress: progress)
             try verifySnapshotRecords(records: records, report: &report, progress: progress)
+            var dedupeCoverage: [DocumentID: Range<Revision>] = [:]
             try scan(tables.dedupe, progress: progress) { entry in
                 report.dedupeRecordsChecked += 1
                 guard let (document, _) = KeyCoding.parseRevisionKey(entry.key) else {
                     report.problems.append(VerificationProblem(location: CorruptionLocation(area: "dedupe"), detail: "key is not a (document, revision) key"))
                     return
                 }
-                do { _ = try decodeDedupe(entry, document: document) } catch {
+                do {
+                    let record = try decodeDedupe(entry, document: document)
+                    let range = record.firstRevision..<(record.firstRevision + UInt64(record.entries.count))
+                    if let previous = dedupeCoverage[document] {
+                        if previous.upperBound != range.lowerBound {
+                            report.problems.append(VerificationProblem(location: CorruptionLocation(area: "dedupe", document: document, revision: previous.upperBound),
+                                                                       detail: "dedupe records skip from \(previous.upperBound) to \(range.lowerBound)"))
+                        }
+                        dedupeCoverage[document] = previous.lowerBound..<range.upperBound
+                    } else {
+                        dedupeCoverage[document] = range
+                    }
+                } catch {
                     report.problems.append(problem(OpLogError.wrap(error), fallback: CorruptionLocation(area: "dedupe", document: document)))
                 }
             }
+            try verifyDedupeCoverage(dedupeCoverage, records: records, report: &report)
             _ = try tables.environment.read { txn in (try tables.readFormat(txn), try tables.readAppliedSequence(txn)) }
         } catch let error as OpLogError {
             report.problems.append(problem(error, fallback: CorruptionLocation(area: "lmdb")))
@@ -70,6 +84,35 @@ extension OpLogStore {
             report.problems.append(VerificationProblem(location: CorruptionLocation(area: "lmdb"), detail: "\(error)"))
         }
         return report
+    }
+
+    /// Each document's dedupe records must run from its record's `dedupeFrom` to just below its first
+    /// op chunk (or its floor), and belong to a known document.
+    private func verifyDedupeCoverage(_ coverage: [DocumentID: Range<Revision>], records: [DocumentID: DocumentRecord],
+                                      report: inout VerificationReport) throws {
+        for (document, range) in coverage.sorted(by: { $0.key < $1.key }) where records[document] == nil {
+            report.problems.append(VerificationProblem(location: CorruptionLocation(area: "dedupe", document: document, revision: range.lowerBound),
+                                                       detail: "dedupe records of a document that has no document record"))
+        }
+        for (document, record) in records.sorted(by: { $0.key < $1.key }) where record.dedupeFrom != 0 || coverage[document] != nil {
+            let firstChunk = try tables.environment.read { txn in
+                try txn.withCursor(tables.ops) { cursor in
+                    try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).flatMap { KeyCoding.parseRevisionKey($0.key) }
+                }
+            }
+            let end = firstChunk.flatMap { $0.document == document ? $0.revision : nil } ?? record.floor
+            // dedupeFrom ≥ end is itself damage; `nil` then never matches the records found.
+            let expected = record.dedupeFrom == 0 || record.dedupeFrom >= end ? nil : record.dedupeFrom..<end
+            if record.dedupeFrom != 0 && record.dedupeFrom >= end {
+                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "documents", document: document),
+                                                           detail: "dedupeFrom \(record.dedupeFrom) is not below the first retained op \(end)"))
+                continue
+            }
+            if coverage[document] != expected {
+                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "dedupe", document: document),
+                                                           detail: "dedupe records hold revisions \(coverage[document].map { "\($0)" } ?? "none") where the document record requires \(expected.map { "\($0)" } ?? "none")"))
+            }
+        }
     }
 
     private func problem(_ error: OpLogError, fallback: CorruptionLocation) -> VerificationProblem {
