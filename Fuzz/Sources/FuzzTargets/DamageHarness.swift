@@ -68,6 +68,7 @@ public enum FuzzDamage {
             return
         }
         let lenient = tolerant ? damage.orphaned : []
+        if ProcessInfo.processInfo.environment["OPLOG_FUZZ_TRACE"] == "1" { print("lenient \(lenient), forged \(forged), changed \(changed)") }
         do {
             try checkReads(store, expected: expected, strict: !forged, lenient: lenient)
             let report = try store.verify()

@@ -21,7 +21,8 @@ public enum FuzzModel {
             try await runner.run(directory: directory)
         } catch {
             try? await runner.store?.close()
-            let history = runner.history.suffix(12).joined(separator: "\n  ")
+            let shown = ProcessInfo.processInfo.environment["OPLOG_FUZZ_TRACE"] != nil ? runner.history.count : 12
+            let history = runner.history.suffix(shown).joined(separator: "\n  ")
             throw FuzzFinding("\((error as? FuzzFinding)?.description ?? "unexpected error: \(error)")\n  last steps:\n  \(history)")
         }
     }

@@ -36,7 +36,17 @@ extension OpLogStore {
         if let view = try withState({ $0.documents[document] }) { return (view, true) }
         do {
             return try tables.environment.read { txn in
-                try tables.readDocumentRecord(txn, document).map { (DocumentView(record: $0), false) }
+                if let record = try tables.readDocumentRecord(txn, document) { return (DocumentView(record: record), false) }
+                // The writer knows every journaled document, so a snapshot of a document that has
+                // neither a record nor journaled ops lost its record to damage. (A read-only
+                // opener's journal view can be older than a new document's first snapshot.)
+                if writer != nil, try txn.withCursor(tables.snapshots, { cursor in
+                    try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).map { KeyCoding.belongs($0.key, to: document) } ?? false
+                }) {
+                    throw OpLogError.corruption(CorruptionLocation(area: "documents", document: document),
+                                                detail: "snapshot records exist but the document record is missing (damaged key?)")
+                }
+                return nil
             }
         } catch { throw OpLogError.wrap(error) }
     }

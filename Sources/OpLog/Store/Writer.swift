@@ -111,6 +111,7 @@ extension OpLogStore {
     /// Runs an LMDB write transaction, growing the map and retrying when it is full.
     /// - Throws: `storageFull` once the map is at `mapSizeMaximumBytes`.
     func writeGrowing<T>(writer: WriterState, allowReserve: Bool, _ body: (borrowing WriteTransaction) throws -> T) throws(OpLogError) -> T {
+        var bumped = false
         while true {
             do {
                 let started = DispatchTime.now().uptimeNanoseconds
@@ -124,6 +125,14 @@ extension OpLogStore {
                 return result
             } catch let error as StorageError where error.isMapFull {
                 guard writer.mapSizeBytes < options.mapSizeMaximumBytes else {
+                    // LMDB reuses a page only once the commit after the one that freed it is done
+                    // (the previous meta page may still point to it). Right after a deletion or a
+                    // truncating apply, the freed pages are therefore not yet usable: one tiny
+                    // commit makes them so, then the transaction is tried once more.
+                    if !bumped, (try? tables.environment.freePageCount()) ?? 0 > 0, (try? bumpTransaction()) != nil {
+                        bumped = true
+                        continue
+                    }
                     throw .storageFull(detail: "the map reached its maximum of \(options.mapSizeMaximumBytes) bytes")
                 }
                 let grown = min(options.mapSizeMaximumBytes, writer.mapSizeBytes * 2)
@@ -136,6 +145,17 @@ extension OpLogStore {
                 throw OpLogError.wrap(error)
             }
         }
+    }
+
+    /// Commits a transaction that rewrites `meta/applied` unchanged: a few pages, and afterwards the
+    /// pages freed by the commit before it can be reused.
+    private func bumpTransaction() throws {
+        try tables.environment.write { txn in
+            let key = StoreTables.appliedKey
+            let body = AppliedSequenceRecord.encode(try tables.readAppliedSequence(txn))
+            try txn.put(tables.meta, key: key, value: RecordFrame.encode(kind: .appliedSequence, codec: .raw, key: key, stored: body, rawLength: body.count))
+        }
+        state.withLock { $0.counters.lmdbCommits += 1 }
     }
 
     /// After each LMDB commit: measure the space in use.
