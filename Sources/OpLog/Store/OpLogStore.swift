@@ -145,6 +145,14 @@ public final class OpLogStore: Sendable {
             }
         }
         guard let format else {
+            // Without a format record but with other records, the store existed and its format
+            // record was damaged (for example its key changed): that is corruption, not a stranger.
+            let holdsRecords = try tables.environment.read { txn in
+                try txn.entryCount(tables.meta) > 0 || txn.entryCount(tables.documents) > 0 || txn.entryCount(tables.ops) > 0
+            }
+            if holdsRecords {
+                throw OpLogError.corruption(CorruptionLocation(area: "meta"), detail: "the format record is missing but data.mdb holds OpLog records")
+            }
             throw OpLogError.notAStore(path: directory, detail: "data.mdb has no OpLog format record")
         }
         guard format.version >= 1 else { throw OpLogError.notAStore(path: directory, detail: "format version 0") }
