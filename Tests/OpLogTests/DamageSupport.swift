@@ -22,7 +22,7 @@ enum DamageTemplate {
         mainDocuments.map(\.name) + (0..<smallDocuments).map(smallName)
     }
 
-    static func smallName(_ index: Int) -> String { "s" + String(index + 100).dropFirst() }
+    static func smallName(_ index: Int) -> String { "s" + String(index + 1_000).dropFirst() }
 
     /// The op ID of patch `index` of document `name` (stable, so retries can name them).
     static func opID(_ name: String, _ index: Int) -> OpID { CrashTests.opID(document: name, patchIndex: index) }
@@ -88,8 +88,8 @@ func testSeed() -> UInt64 {
 }
 
 /// Runs an executable, killing it after `timeoutSeconds`; returns its exit status (or signal),
-/// whether it died by a signal, and its standard output and error.
-func runProcess(_ path: String, _ arguments: [String], timeoutSeconds: Double = 60) throws -> (status: Int32, signaled: Bool, timedOut: Bool, output: String) {
+/// whether it died by a signal, and its standard output (and error, `withErrors`).
+func runProcess(_ path: String, _ arguments: [String], timeoutSeconds: Double = 60, withErrors: Bool = true) throws -> (status: Int32, signaled: Bool, timedOut: Bool, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -98,7 +98,7 @@ func runProcess(_ path: String, _ arguments: [String], timeoutSeconds: Double = 
     process.environment = environment
     let pipe = Pipe()
     process.standardOutput = pipe
-    process.standardError = pipe
+    process.standardError = withErrors ? pipe : FileHandle.nullDevice
     try process.run()
     let deadline = DispatchTime.now() + timeoutSeconds
     let timedOut = DispatchQueue.global().asyncAfterTimer(deadline) { kill(process.processIdentifier, SIGKILL) }

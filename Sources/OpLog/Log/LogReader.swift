@@ -36,7 +36,17 @@ extension OpLogStore {
         if let view = try withState({ $0.documents[document] }) { return (view, true) }
         do {
             return try tables.environment.read { txn in
-                try tables.readDocumentRecord(txn, document).map { (DocumentView(record: $0), false) }
+                if let record = try tables.readDocumentRecord(txn, document) { return (DocumentView(record: record), false) }
+                // Op chunks are written and deleted in the same commit as the document record, so
+                // chunks without a record mean a damaged record key or tree page, not a new document.
+                let orphaned = try txn.withCursor(tables.ops) { cursor in
+                    try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).map { KeyCoding.belongs($0.key, to: document) } ?? false
+                }
+                if orphaned {
+                    throw OpLogError.corruption(CorruptionLocation(area: "documents", document: document),
+                                                detail: "no document record, but op chunks of the document exist (a damaged key or LMDB page)")
+                }
+                return nil
             }
         } catch { throw OpLogError.wrap(error) }
     }
