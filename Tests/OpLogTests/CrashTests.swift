@@ -14,7 +14,7 @@ import Testing
     @Test(.enabled(if: CLITests.binary != nil, "needs the built oplog executable"))
     func killedWriterLosesNothingAcknowledged() async throws {
         let seed = ProcessInfo.processInfo.environment["OPLOG_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
-        let kills = longTests ? 1_000 : 60
+        let kills = longTests ? 3_000 : 100
         let patchCount = 50_000
         let session = EditingTrace.generated(seed: 99, patchCount: patchCount, computeEndContent: false)
         let documents = (0..<4).map { "crash-\($0)" }
@@ -25,7 +25,7 @@ import Testing
         var applied = documents.map { _ in 0 }
         var survivedKills = 0
         for kill in 0..<kills {
-            let lines = try runChild(dir.path, killAfterMilliseconds: 30 + Int(random.next() % 250))
+            let lines = try runChild(dir.path, killAfterMilliseconds: 20 + Int(random.next() % 150))
             for line in lines {
                 let parts = line.split(separator: " ")
                 guard parts.count == 3, parts[0] == "ack", let revision = Revision(parts[2]) else { continue }

@@ -53,12 +53,25 @@ public final class OpLogStore: Sendable {
             return try openChecked(directory: directory, options: options)
         } catch let error as OpLogError {
             throw error
+        } catch let error as StorageError where isUnreadableLMDB(error) && File.exists(directory + "/" + Journal.fileName) {
+            // Next to a journal, data.mdb was an OpLog store's: LMDB could not read its own pages
+            // (a damaged page size or last page makes mdb_env_open fail with EINVAL or ENOMEM).
+            throw .corruption(CorruptionLocation(area: "lmdb"), detail: "data.mdb could not be read at open: \(error.description)")
         } catch let error as StorageError where error.kind == .lmdb(-30793) || error.kind == .lmdb(-30794) {
             // MDB_INVALID / MDB_VERSION_MISMATCH: not an LMDB file of this LMDB version.
             throw .notAStore(path: directory, detail: "data.mdb is not a readable LMDB file (\(error.description))")
         } catch {
             throw OpLogError.wrap(error)
         }
+    }
+
+    /// LMDB codes that, at open, mean LMDB could not make sense of the file.
+    private static func isUnreadableLMDB(_ error: StorageError) -> Bool {
+        // MDB_INVALID, MDB_VERSION_MISMATCH, MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_BAD_TXN, and
+        // MDB_MAP_RESIZED that persists after adopting the file size (a damaged last page number).
+        let codes: Set<Int32> = [-30793, -30794, -30796, -30797, -30782, -30785]
+        if case let .lmdb(code) = error.kind { return codes.contains(code) || ([EINVAL, ENOMEM].contains(code) && error.operation == "mdb_env_open") }
+        return false
     }
 
     private static func openChecked(directory: String, options: StoreOptions) throws -> OpLogStore {

@@ -34,6 +34,10 @@ package struct StoreTables: Sendable {
                 dedupe: try environment.openDatabase(named: "dedupe", create: create))
         } catch let error as StorageError where error.kind == .lmdb(-30798) {
             environment.close()
+            // Next to a journal, data.mdb was an OpLog store's: its main database is damaged.
+            if File.exists(directory + "/" + Journal.fileName) {
+                throw OpLogError.corruption(CorruptionLocation(area: "lmdb"), detail: "data.mdb lacks OpLog's named databases though a journal exists: its main database is damaged")
+            }
             throw OpLogError.notAStore(path: directory, detail: "the LMDB file lacks OpLog's named databases")
         }
     }

@@ -126,7 +126,7 @@ extension OpLogStore {
         var seen = 0
         while true {
             let batch: [Entry] = try tables.environment.read { txn in
-                try txn.withCursor(database) { cursor in
+                let entries = try txn.withCursor(database) { cursor in
                     var entries: [Entry] = []
                     var entry = try resumeAfter.map { try cursor.seek(atOrAfter: $0) } ?? (try cursor.first())
                     if let key = resumeAfter, entry?.key == key { entry = try cursor.next() }
@@ -136,6 +136,13 @@ extension OpLogStore {
                     }
                     return entries
                 }
+                // A cursor walks every leaf, a lookup descends through branch pages: an entry the
+                // walk finds but a lookup does not means LMDB's tree is damaged, and reads by key
+                // would silently miss it.
+                for entry in entries where try txn.get(database, key: entry.key) != entry.value {
+                    throw OpLogError.corruption(CorruptionLocation(area: "lmdb"), detail: "an entry found by a scan is not found by a lookup of its key (damaged LMDB tree pages)")
+                }
+                return entries
             }
             for entry in batch { try body(entry) }
             seen += batch.count
