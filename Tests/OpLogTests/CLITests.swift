@@ -44,8 +44,12 @@ import Testing
         let documents = json?["documents"] as? [[String: Any]]
         #expect(documents?.first?["id"] as? String == "generated")
         #expect(documents?.first?["head"] as? Int == 3000)
+        // How far the scheduler truncated before the demo closed depends on timing; the dump must
+        // hold exactly the retained ops.
+        let floor = documents?.first?["floor"] as? Int ?? 0
+        #expect(floor > 1, "the demo's scheduler never truncated")
         let dump = try Self.run(["dump", "--store", dir.path, "--document", "generated", "--json"])
-        #expect(dump.output.split(separator: "\n").count == 1000)
+        #expect(dump.output.split(separator: "\n").count == 3000 - floor + 1)
 
         // Change one byte in the body of the first op chunk.
         let revision: UInt64 = try withRawLMDB(dir.path) { env, dbs in

@@ -34,21 +34,42 @@ extension OpLogStore {
     /// The view of a document from memory, or built from LMDB when nothing is journaled for it.
     func currentView(of document: DocumentID) throws(OpLogError) -> (view: DocumentView, hasPending: Bool)? {
         if let view = try withState({ $0.documents[document] }) { return (view, true) }
+        enum Found { case record(DocumentRecord), absent, onlySnapshots }
+        let found: Found
         do {
-            return try tables.environment.read { txn in
-                if let record = try tables.readDocumentRecord(txn, document) { return (DocumentView(record: record), false) }
-                // The writer knows every journaled document, so a snapshot of a document that has
-                // neither a record nor journaled ops lost its record to damage. (A read-only
-                // opener's journal view can be older than a new document's first snapshot.)
-                if writer != nil, try txn.withCursor(tables.snapshots, { cursor in
+            found = try tables.environment.read { txn in
+                if let record = try tables.readDocumentRecord(txn, document) { return .record(record) }
+                let hasSnapshots = try txn.withCursor(tables.snapshots) { cursor in
                     try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).map { KeyCoding.belongs($0.key, to: document) } ?? false
-                }) {
-                    throw OpLogError.corruption(CorruptionLocation(area: "documents", document: document),
-                                                detail: "snapshot records exist but the document record is missing (damaged key?)")
                 }
-                return nil
+                return hasSnapshots ? .onlySnapshots : .absent
             }
         } catch { throw OpLogError.wrap(error) }
+        switch found {
+        case let .record(record): return (DocumentView(record: record), false)
+        case .absent: return nil
+        case .onlySnapshots:
+            // Snapshots exist only for documents with ops: a document with snapshots but neither a
+            // record nor journaled ops lost its record to damage. The writer knows every journaled
+            // document; a read-only opener's view of the journal may predate the document, so it
+            // reads the journal again first, then LMDB (an apply in between moves the document
+            // into LMDB, where the second read finds it).
+            if writer == nil {
+                let journaled = try Journal.read(directory: directory, strict: false).records.contains { record in
+                    record.entries.contains { entry in
+                        switch entry {
+                        case let .ops(id, _), let .truncate(id, _): return id == document
+                        }
+                    }
+                }
+                if journaled { return nil }
+                let applied: DocumentRecord?
+                do { applied = try tables.environment.read { txn in try tables.readDocumentRecord(txn, document) } } catch { throw OpLogError.wrap(error) }
+                if let applied { return (DocumentView(record: applied), false) }
+            }
+            throw OpLogError.corruption(CorruptionLocation(area: "documents", document: document),
+                                        detail: "snapshot records exist but the document record is missing (damaged key?)")
+        }
     }
 
     private func readOps(_ document: DocumentID, from: Revision, limit: Int, view state: (view: DocumentView, hasPending: Bool)?) throws -> [StoredOp] {
