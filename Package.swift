@@ -48,7 +48,10 @@ let package = Package(
         .executableTarget(name: "fuzz-decode", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-decode"),
         .executableTarget(name: "fuzz-model", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-model"),
         .executableTarget(name: "fuzz-damage", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-damage"),
-        .testTarget(name: "OpLogTests", dependencies: ["OpLog", "OpLogStorage", "OpLogText", "FuzzTargets"]),
+        .testTarget(
+            name: "OpLogTests",
+            dependencies: ["OpLog", "OpLogStorage", "OpLogText", "FuzzTargets", .product(name: "Crypto", package: "swift-crypto")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
