@@ -154,6 +154,14 @@ public final class File: @unchecked Sendable {
         return Int(info.st_size)
     }
 
+    /// Bytes an unprivileged writer may still allocate on the file system holding `path`
+    /// (`statvfs`: `f_bavail × f_frsize`), or nil if it cannot be asked.
+    public static func availableBytes(_ path: String) -> Int? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return Int(info.f_bavail) * Int(info.f_frsize)
+    }
+
     /// True if `path` is a directory.
     public static func isDirectory(_ path: String) -> Bool {
         var info = stat()

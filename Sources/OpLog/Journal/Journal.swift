@@ -143,13 +143,40 @@ final class Journal {
                        nextSequence: contents.baseSequence + UInt64(contents.records.count), endOffset: contents.endOffset)
     }
 
+    /// Why an append failed, which decides whether the writer may go on appending.
+    enum AppendFailure: Error {
+        /// `pwrite` failed with ENOSPC and the file was cut back to the end of the last good record:
+        /// the journal is as it was before the call, so a later append may simply try again.
+        case noSpace(StorageError)
+        /// Anything else, including any failed sync: what is on disk is unknown.
+        case failed(StorageError)
+
+        var storageError: StorageError {
+            switch self {
+            case let .noSpace(error), let .failed(error): return error
+            }
+        }
+    }
+
     /// Appends a framed record; with `sync`, returns only after `fdatasync` has returned.
     ///
-    /// On any failure the caller must stop appending: the record may be partly on disk, and after a
-    /// failed sync the kernel may have dropped pages of earlier writes too (fsyncgate).
-    func append(_ frame: [UInt8], sync: Bool) throws(StorageError) {
-        try file.write(frame, at: endOffset)
-        if sync { try file.synchronizeData() }
+    /// After `.failed` the caller must stop appending: the record may be partly on disk, and after a
+    /// failed sync the kernel may have dropped pages of earlier writes too (fsyncgate). After
+    /// `.noSpace` it may go on: only the write ran out of space, and its partial frame was cut off
+    /// (never synced, so a crash can at most leave a torn tail, which recovery drops).
+    func append(_ frame: [UInt8], sync: Bool) throws(AppendFailure) {
+        do throws(StorageError) {
+            try file.write(frame, at: endOffset)
+        } catch {
+            guard error.isNoSpace else { throw .failed(error) }
+            do throws(StorageError) { try file.truncate(to: endOffset) } catch { throw .failed(error) }
+            throw .noSpace(error)
+        }
+        do throws(StorageError) {
+            if sync { try file.synchronizeData() }
+        } catch {
+            throw .failed(error)
+        }
         endOffset += frame.count
         nextSequence += 1
     }

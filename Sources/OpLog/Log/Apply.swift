@@ -28,13 +28,26 @@ extension OpLogStore {
         writer.dirtyDocuments.removeAll(keepingCapacity: true)
         journal.close()
         writer.journal = nil
-        do {
-            writer.journal = try Journal.create(directory: directory, baseSequence: lastSequence + 1)
-        } catch {
-            throw poison(error.description)
-        }
         metrics.applies.increment()
         metrics.applyLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+        try replaceJournal(baseSequence: lastSequence + 1, writer: writer)
+    }
+
+    /// Replaces the journal with an empty one whose first record will be `baseSequence`.
+    ///
+    /// On ENOSPC the old journal stays, and LMDB already holds all its records: the state a crash
+    /// after the apply's commit leaves, which recovery handles. The writer then runs without a
+    /// journal and the next group retries the replacement, failing with `storageFull` until it
+    /// fits. Any other failure marks the store unusable.
+    func replaceJournal(baseSequence: UInt64, writer: WriterState) throws(OpLogError) {
+        do throws(StorageError) {
+            writer.journal = try Journal.create(directory: directory, baseSequence: baseSequence)
+            writer.journalBaseToCreate = nil
+        } catch {
+            guard error.isNoSpace else { throw poison(error.description) }
+            writer.journalBaseToCreate = baseSequence
+            throw .storageFull(detail: "the file system is full; the applied journal could not be replaced: \(error.description)")
+        }
     }
 
     /// Writes one document's journaled changes: truncation (moving truncated op IDs that are still in

@@ -219,6 +219,9 @@ extension OpLogStore {
 
     /// Appends one journal record and syncs it (in the full durability mode).
     private func writeJournalRecord(_ entries: [JournalEntry], writer: WriterState) throws(OpLogError) {
+        if writer.journal == nil, let base = writer.journalBaseToCreate {
+            try replaceJournal(baseSequence: base, writer: writer)
+        }
         guard let journal = writer.journal else { throw poison("the journal is not open") }
         let frame: [UInt8]
         do {
@@ -231,11 +234,18 @@ extension OpLogStore {
             throw .limitExceeded(.batchPayloadBytes, value: max(frame.count, rawLength), maximum: Limits.journalRecordBytesMax)
         }
         let syncStarted = DispatchTime.now().uptimeNanoseconds
-        do {
+        do throws(Journal.AppendFailure) {
             try journal.append(frame, sync: options.durability == .full)
         } catch {
-            // The record may be partly on disk, and a failed sync may have dropped earlier pages.
-            throw poison(error.description)
+            switch error {
+            case let .noSpace(cause):
+                // The partial frame was cut off: nothing of this group is acknowledged, and the
+                // next group tries again.
+                throw .storageFull(detail: "the file system is full; a journal record of \(frame.count) bytes was not written (\(cause.description))")
+            case let .failed(cause):
+                // The record may be partly on disk, and a failed sync may have dropped earlier pages.
+                throw poison(cause.description)
+            }
         }
         let syncNanoseconds = DispatchTime.now().uptimeNanoseconds - syncStarted
         metrics.syncLatency.recordNanoseconds(Int64(syncNanoseconds))

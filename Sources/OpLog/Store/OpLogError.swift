@@ -47,8 +47,9 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidArgument(String)
     /// Stored bytes failed their checksum or do not decode: the named record is damaged.
     case corruption(CorruptionLocation, detail: String)
-    /// The map reached `StoreOptions.mapSizeMaximumBytes`. Reads work; deletions and truncations
-    /// still succeed, and appends work again once space is freed.
+    /// The map reached `StoreOptions.mapSizeMaximumBytes`, or the file system ran out of space
+    /// (ENOSPC). Nothing of the failed call was acknowledged. Reads work; deletions and truncations
+    /// still succeed at the map limit, and appends work again once space is freed, without a reopen.
     case storageFull(detail: String)
     /// The directory exists but holds something other than an OpLog store.
     case notAStore(path: String, detail: String)
@@ -115,6 +116,7 @@ extension OpLogError {
     /// Wraps an error from the storage layer (or passes an `OpLogError` through).
     static func wrap(_ error: any Error) -> OpLogError {
         if let error = error as? OpLogError { return error }
+        if let failure = error as? Journal.AppendFailure { return wrap(failure.storageError) }
         if let error = error as? StorageError {
             if error.isLMDBCorruption { return .corruption(CorruptionLocation(area: "lmdb"), detail: error.description) }
             return .storage(error)

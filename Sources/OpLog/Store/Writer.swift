@@ -8,6 +8,8 @@ import OpLogStorage
 final class WriterState: @unchecked Sendable {
     let lockFile: File
     var journal: Journal?
+    /// Set while `journal` is nil because its replacement after an apply ran out of space.
+    var journalBaseToCreate: UInt64?
     var mapSizeBytes: Int
     /// Op IDs remembered per document (loaded on a document's first append after open).
     var dedupe: [DocumentID: DedupeIndex] = [:]
@@ -109,7 +111,8 @@ extension OpLogStore {
     }
 
     /// Runs an LMDB write transaction, growing the map and retrying when it is full.
-    /// - Throws: `storageFull` once the map is at `mapSizeMaximumBytes`.
+    /// - Throws: `storageFull` once the map is at `mapSizeMaximumBytes`, or when the commit failed
+    ///   with ENOSPC (the store stays usable); `reopenRequired` after EIO or MDB_PANIC.
     func writeGrowing<T>(writer: WriterState, allowReserve: Bool, _ body: (borrowing WriteTransaction) throws -> T) throws(OpLogError) -> T {
         var bumped = false
         while true {
@@ -139,12 +142,35 @@ extension OpLogStore {
                 do { try tables.environment.setMapSize(grown) } catch { throw OpLogError.wrap(error) }
                 options.logger.info("grew the LMDB map", metadata: ["bytes": "\(grown)"])
                 writer.mapSizeBytes = grown
-            } catch let error as StorageError where error.isPanic || error.kind == .lmdb(EIO) || error.isNoSpace {
+            } catch let error as StorageError where !error.isPanic && (error.isNoSpace || isShortCommitWrite(error)) {
+                throw storageFullAfterFailedCommit(error)
+            } catch let error as StorageError where error.isPanic || error.kind == .lmdb(EIO) {
                 throw poison(error.description)
             } catch {
                 throw OpLogError.wrap(error)
             }
         }
+    }
+
+    /// LMDB reports a short `pwritev` of data pages as EIO ("short write, filesystem full?" in
+    /// `mdb_page_flush`), and that is how a commit meets a full file system mid-batch. A commit's
+    /// EIO counts as ENOSPC only while under 1 MiB is left; otherwise it is taken for a real I/O error.
+    private func isShortCommitWrite(_ error: StorageError) -> Bool {
+        guard error.kind == .lmdb(EIO), error.operation == "mdb_txn_commit", let available = File.availableBytes(directory) else { return false }
+        return available < 1 << 20
+    }
+
+    /// A commit that failed with ENOSPC was aborted by LMDB: its pages went to file space no committed
+    /// tree uses, and the meta page was not written (a failed meta write makes LMDB report MDB_PANIC
+    /// from then on). One read transaction checks that; then the store goes on, and the operation
+    /// may be retried once space is freed. If the read fails, the store needs reopening.
+    private func storageFullAfterFailedCommit(_ error: StorageError) -> OpLogError {
+        do {
+            _ = try tables.environment.read { txn in try tables.readAppliedSequence(txn) }
+        } catch let readError {
+            return poison("\(error.description), and a read afterwards failed: \(readError)")
+        }
+        return .storageFull(detail: "the file system is full; the LMDB commit was aborted (\(error.description))")
     }
 
     /// Commits a transaction that rewrites `meta/applied` unchanged: a few pages, and afterwards the
