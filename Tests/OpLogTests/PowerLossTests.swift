@@ -23,6 +23,8 @@ import Testing
         var ackedOpsLost = 0
         var imagesLosingAcks = 0
         var momentsByCategory: [String: Int] = [:]
+        var faultsInjected = 0
+        var childStatus: Int32 = 0
         var problems: [String] = []
         var failures: Int { unopenable + verifyFailures + imagesLosingAcks }
     }
@@ -31,7 +33,7 @@ import Testing
 
     @Test(.enabled(if: FaultLayer.available, "needs oplog and libOpLogFaultInjection.so (swift build)"))
     func fullDurabilityKeepsEveryAcknowledgedOp() async throws {
-        let figures = try await run(.full, moments: longTests ? 3_000 : 400, imagesPerMoment: longTests ? 6 : 4)
+        let figures = try await run(.full, moments: longTests ? 3_000 : 700, imagesPerMoment: longTests ? 6 : 4)
         #expect(figures.failures == 0, "seed \(Self.seed): \(figures.problems.prefix(5))")
         #expect(figures.moments >= 100 || longTests, "too few crash moments: the child wrote too little")
         #expect(figures.momentsByCategory.count >= 5, "crash moments did not cover every phase: \(figures.momentsByCategory)")
@@ -40,13 +42,13 @@ import Testing
     @Test(.enabled(if: FaultLayer.available, "needs oplog and libOpLogFaultInjection.so (swift build)"))
     func lastAppendsMayBeLostIsReported() async throws {
         // Promised: acknowledged appends since the last apply may be lost. Only reported.
-        let figures = try await run(.lastAppendsMayBeLost, moments: longTests ? 500 : 40, imagesPerMoment: 2)
+        let figures = try await run(.lastAppendsMayBeLost, moments: longTests ? 500 : 100, imagesPerMoment: 2)
         #expect(figures.images > 0)
     }
 
     @Test(.enabled(if: FaultLayer.available, "needs oplog and libOpLogFaultInjection.so (swift build)"))
     func mayCorruptModeLosesAcknowledgedOps() async throws {
-        let figures = try await run(.mayCorruptOnSystemCrash, moments: longTests ? 500 : 40, imagesPerMoment: 2, checkInChild: true)
+        let figures = try await run(.mayCorruptOnSystemCrash, moments: longTests ? 500 : 80, imagesPerMoment: 2, checkInChild: true)
         #expect(figures.failures > 0, "seed \(Self.seed): the mode that skips every sync lost nothing; the harness cannot see losses")
     }
 
@@ -55,8 +57,10 @@ import Testing
     func failedSyncThenPowerLoss(failingSync: Int) async throws {
         // The Nth sync fails once: the child must stop acknowledging (reopenRequired), and the replay
         // treats that file's unsynced writes as lost. Every earlier ack must survive power loss.
-        let figures = try await run(.full, moments: longTests ? 300 : 25, imagesPerMoment: 2, failure: "sync:\(failingSync):EIO:once")
+        let figures = try await run(.full, moments: longTests ? 300 : 60, imagesPerMoment: 2, failure: "sync:\(failingSync):EIO:once")
         #expect(figures.failures == 0, "seed \(Self.seed): \(figures.problems.prefix(5))")
+        #expect(figures.faultsInjected == 1, "the child made fewer than \(failingSync) syncs")
+        #expect(figures.childStatus != 0, "the failed sync never reached the child as an error")
     }
 
     // MARK: - The harness
@@ -79,6 +83,8 @@ import Testing
         let categories = Self.categorize(events, disk: disk)
         let chosen = Self.chooseMoments(categories, budget: budget, seed: Self.seed)
         var figures = Figures()
+        figures.faultsInjected = events.filter { $0.kind == .fault }.count
+        figures.childStatus = child.status
         var acknowledged = Acknowledged()
         var random = SplitMix64(seed: Self.seed ^ UInt64(budget))
         for index in 0...events.count {
@@ -101,7 +107,7 @@ import Testing
             power loss [\(durability.rawValue)\(failure.map { ", fail \($0)" } ?? "")]: seed \(Self.seed), \(events.count) logged calls, \
             \(figures.moments) crash moments \(figures.momentsByCategory.sorted { $0.key < $1.key }), \(figures.images) images, \
             \(acknowledged.opCount) ops acknowledged in all, \(figures.ackedOpsLost) acked ops lost over \(figures.imagesLosingAcks) images, \
-            \(figures.unopenable) did not open, \(figures.verifyFailures) failed verify, \(String(format: "%.1f", seconds)) s
+            \(figures.unopenable) did not open, \(figures.verifyFailures) failed verify, \(figures.faultsInjected) faults injected, \(String(format: "%.1f", seconds)) s
             """)
         if durability != .full {
             // One example of each kind of problem: lost acks, refused opens, failed checks.
