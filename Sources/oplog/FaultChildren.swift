@@ -73,7 +73,8 @@ struct PowerChild: AsyncParsableCommand {
 
 /// The child of the I/O-fault tests (hidden): opens a prepared store (document `a` at revision 30
 /// with a snapshot at 20), arms the fault layer through its marker file, runs one operation,
-/// disarms, then tries a follow-up append and checkpoint and closes. Prints `result …`,
+/// disarms, then tries a follow-up append and checkpoint and closes. `recover` arms before the open
+/// (a store left by `leave-unapplied`, whose revisions 31...33 only the journal holds). Prints `result …`,
 /// `followup-append …`, `followup-checkpoint …`, `close …`, each `ok` or `error CASE`.
 struct FaultChild: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "fault-child", abstract: "Run one operation with an armed fault layer (I/O-fault tests).", shouldDisplay: false)
@@ -83,14 +84,30 @@ struct FaultChild: AsyncParsableCommand {
     @Option var markerFile: String
 
     func run() async throws {
-        let store = try OpLogStore.open(directory: storeOption.store, options: StoreOptions())
         let marker = try MarkerFile(path: markerFile)
         let document = try DocumentID("a")
+        let recovering = operation == "recover"
+        // Recovery is the open itself: the faults are armed before it.
+        if recovering { marker.write("arm\n") }
+        let opened = Result { () throws(OpLogError) -> OpLogStore in try OpLogStore.open(directory: storeOption.store, options: StoreOptions()) }
+        if recovering, case let .failure(error) = opened {
+            marker.write("disarm\n")
+            report("result error \(Self.caseName(error))")
+            return
+        }
+        let store = try opened.get()
+        if operation == "leave-unapplied" {
+            // Prepares the recover case: acknowledged ops that only the journal holds. Exiting
+            // without close leaves them unapplied, as a killed process would.
+            _ = try await store.append((31...33).map { FaultWorkload.op(document: "a", revision: $0, author: 1) }, to: document)
+            report("result ok")
+            Glibc.exit(0)
+        }
         if operation == "checkpoint" || operation == "close" {
             _ = try await store.append((31...33).map { FaultWorkload.op(document: "a", revision: $0, author: 1) }, to: document)
         }
-        marker.write("arm\n")
-        let result = await Self.outcome { try await perform(store, document) }
+        if !recovering { marker.write("arm\n") }
+        let result = recovering ? "ok" : await Self.outcome { try await perform(store, document) }
         marker.write("disarm\n")
         report("result \(result)")
         guard operation != "close" else { return }

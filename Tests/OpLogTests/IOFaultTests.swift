@@ -10,7 +10,7 @@ import Testing
 /// makes every later write call fail with `reopenRequired` until the store is reopened.
 ///
 /// Method (SQLite's I/O-error loop): `oplog fault-child` opens a prepared store, arms the fault layer,
-/// runs one operation with the Nth tracked write or sync failing, for N = 1, 2, … until the operation
+/// runs one operation (or opens a store whose journal holds unapplied acknowledged ops) with the Nth tracked write or sync failing, for N = 1, 2, … until the operation
 /// runs without reaching the Nth call; once with a single failure, once failing forever. The errno
 /// alternates between EIO and ENOSPC (both for every N with `OPLOG_LONG_TESTS=1`). After each run the
 /// test reopens the store without faults and checks it.
@@ -18,11 +18,19 @@ import Testing
     static let callsMax = 400
 
     @Test(.enabled(if: FaultLayer.available, "needs oplog and libOpLogFaultInjection.so (swift build)"),
-          arguments: ["append", "checkpoint", "close", "snapshot", "truncate"])
+          arguments: ["append", "checkpoint", "close", "snapshot", "truncate", "recover"])
     func failingNthCall(operation: String) async throws {
         let started = Date()
-        let template = TemporaryDirectory("oplog-fault-template"); defer { template.remove() }
+        let template = TemporaryDirectory("oplog-fault-template")
+        defer {
+            template.remove()
+            try? FileManager.default.removeItem(atPath: template.path + ".marker")
+        }
         try await Self.prepare(template.path)
+        if operation == "recover" {
+            let left = try CLITests.run(["fault-child", "--store", template.path, "--operation", "leave-unapplied", "--marker-file", template.path + ".marker"])
+            try #require(left.output.contains("result ok"), "could not leave unapplied ops: \(left.output)")
+        }
         var injected = 0
         var runs = 0
         var callsReached: [String: Int] = [:]
@@ -81,7 +89,7 @@ import Testing
         if faults > 0 {
             #expect(result.hasPrefix("error"), "\(label): a fault was injected and the operation still succeeded")
         }
-        if result.hasPrefix("error") && operation != "close" {
+        if result.hasPrefix("error") && operation != "close" && operation != "recover" {
             for call in ["followup-append", "followup-checkpoint"] {
                 #expect(lines[call]?.hasPrefix("error reopenRequired") == true,
                         "\(label): after the failure, \(call) gave '\(lines[call] ?? "nothing")' instead of reopenRequired")
@@ -104,7 +112,7 @@ import Testing
             case "append":
                 #expect(info.head == 30 || info.head == 33, "\(label): head \(info.head), not all-or-nothing")
                 if succeeded { #expect(info.head == 33, "\(label): acknowledged append lost") }
-            case "checkpoint", "close":
+            case "checkpoint", "close", "recover":
                 #expect(info.head == 33, "\(label): head \(info.head); the acknowledged append before the fault was lost")
             case "snapshot":
                 let snapshot = try store.snapshot(of: doc("a"), atOrBelow: 25)
