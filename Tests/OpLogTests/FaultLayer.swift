@@ -94,6 +94,8 @@ struct SyscallEvent {
 struct Acknowledged {
     var heads: [String: Revision] = [:]
     var floors: [String: Revision] = [:]
+    /// Snapshot puts acknowledged; the workload never deletes one.
+    var snapshots: [String: Set<Revision>] = [:]
     var opCount: Int { heads.values.reduce(0) { $0 + Int($1) } }
 
     mutating func read(_ marker: String) {
@@ -103,6 +105,7 @@ struct Acknowledged {
             let document = String(parts[1])
             if parts[0] == "ack" { heads[document] = max(heads[document] ?? 0, value) }
             if parts[0] == "floor" { floors[document] = max(floors[document] ?? 1, value) }
+            if parts[0] == "snap" { snapshots[document, default: []].insert(value) }
         }
     }
 }
