@@ -8,6 +8,9 @@ let package = Package(
         .library(name: "OpLog", targets: ["OpLog"]),
         .library(name: "OpLogText", targets: ["OpLogText"]),
         .executable(name: "oplog", targets: ["oplog"]),
+        // The tests' system-call layer, loaded into child processes with LD_PRELOAD; never linked
+        // into OpLog. `swift build` puts libOpLogFaultInjection.so next to the oplog executable.
+        .library(name: "OpLogFaultInjection", type: .dynamic, targets: ["CFaultInjection"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -41,6 +44,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Records and fails the writes and syncs of a store's files (Sources/CFaultInjection).
+        .target(name: "CFaultInjection", linkerSettings: [.linkedLibrary("dl")]),
         // Fuzz harnesses (Fuzz/README.md). The harness logic is a plain module, so `swift test` replays
         // the committed fuzz inputs through it without libFuzzer; the three executables are what
         // Fuzz/run.sh builds with `--sanitize fuzzer` (a normal build makes them inert executables).

@@ -6,7 +6,7 @@ struct OpLogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "oplog",
         abstract: "A durable operation log and snapshot store for collaborative documents, on LMDB.",
-        subcommands: [Demo.self, Bench.self, Stats.self, Dump.self, Verify.self, Replay.self, Compact.self, Backup.self, Restore.self, VerifyScan.self, ReadAll.self, CrashChild.self, HoldReader.self, SubscriberMemory.self])
+        subcommands: [Demo.self, Bench.self, Stats.self, Dump.self, Verify.self, Replay.self, Compact.self, Backup.self, Restore.self, VerifyScan.self, ReadAll.self, CrashChild.self, PowerChild.self, FaultChild.self, HoldReader.self, SubscriberMemory.self])
 }
 
 /// The `--store` option every subcommand takes.

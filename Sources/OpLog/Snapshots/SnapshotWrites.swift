@@ -13,6 +13,12 @@ extension OpLogStore {
         guard revision >= 1, revision <= head else { throw .beyondHead(document: document, requested: revision, head: head) }
         applyJournalIfSpaceIsTight(adding: frame.count, writer: writer)
         try checkSpace(adding: frame.count, writer: writer)
+        if options.durability == .lastAppendsMayBeLost {
+            // A synced snapshot must never outlive the ops it covers: after a system crash the
+            // journal's unsynced tail is lost, and new appends would reuse those revisions under
+            // a snapshot of different ops. One sync of the journal first closes that.
+            do { try writer.journal?.synchronize() } catch { throw poison("journal sync before a snapshot failed: \(error)") }
+        }
         try writeGrowing(writer: writer, allowReserve: false) { txn in
             try txn.put(tables.snapshots, key: KeyCoding.revisionKey(document, revision), value: frame)
         }
