@@ -7,9 +7,10 @@ public enum Durability: String, Sendable, CaseIterable {
     /// snapshots, deletions) are synced too. A system crash loses nothing acknowledged.
     case full
     /// ACI. Appends are written to the journal but not synced; they become durable when the journal
-    /// is applied to LMDB in a synced commit (about every `journalApplyBytes`, and at close). A system
-    /// crash may lose acknowledged appends since the last apply: the journal is read up to its first
-    /// missing or torn record and the rest is dropped. It never corrupts the store.
+    /// is applied to LMDB in a synced commit (about every `journalApplyBytes`, and at close), or
+    /// synced before a snapshot put. A system crash may lose acknowledged appends since the last
+    /// such sync: the journal is read up to its first missing or torn record and the rest is
+    /// dropped. It never corrupts the store.
     case lastAppendsMayBeLost
     /// Nothing is synced, LMDB included (`MDB_NOSYNC`). A system crash may lose acknowledged work
     /// and, on file systems that reorder writes (ext4 does not promise order), corrupt the store.
