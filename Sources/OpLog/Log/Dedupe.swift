@@ -46,6 +46,7 @@ extension OpLogStore {
             try tables.environment.read { txn in
                 let record = try tables.readDocumentRecord(txn, document) ?? .empty
                 var covered: Range<Revision>?  // dedupe revisions seen, from `oldest` on
+                var chunkCovered: Range<Revision>?  // op chunk revisions seen, from `oldest` on
                 for database in [tables.dedupe, tables.ops] {
                     let isChunk = database == tables.ops
                     try txn.withCursor(database) { cursor in
@@ -59,6 +60,12 @@ extension OpLogStore {
                                                                     detail: "dedupe records skip from \(range.upperBound) to \(revision)")
                                     }
                                     covered = (covered?.lowerBound ?? revision)..<(revision + 1)
+                                } else {
+                                    if let range = chunkCovered, revision != range.upperBound {
+                                        throw OpLogError.corruption(CorruptionLocation(area: "ops", document: document, revision: range.upperBound),
+                                                                    detail: "op chunks skip from \(range.upperBound) to \(revision)")
+                                    }
+                                    chunkCovered = (chunkCovered?.lowerBound ?? revision)..<(revision + 1)
                                 }
                                 if index.revision(of: id) == nil { index.insert(id, revision: revision, time: time) }
                             }
@@ -66,7 +73,7 @@ extension OpLogStore {
                         }
                     }
                 }
-                try checkDedupeCoverage(txn, document, record: record, oldest: oldest, covered: covered)
+                try checkCoverage(txn, document, record: record, oldest: oldest, dedupe: covered, chunks: chunkCovered)
             }
         } catch { throw OpLogError.wrap(error) }
         for op in view.pending { index.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds) }
@@ -78,20 +85,37 @@ extension OpLogStore {
         writer.dedupe[document] = index
     }
 
-    /// The dedupe records must hold every revision from `record.dedupeFrom` (or `oldest`, if later)
-    /// up to the first retained op chunk (or the floor): a record whose key was damaged is missing
-    /// from that range, and the op IDs it held must not be silently forgotten.
-    private func checkDedupeCoverage(_ txn: borrowing Transaction, _ document: DocumentID, record: DocumentRecord,
-                                     oldest: Revision, covered: Range<Revision>?) throws {
+    /// The op IDs a retry is checked against must all be there: the dedupe records hold every
+    /// revision from `record.dedupeFrom` (or `oldest`, if later) up to the first op chunk (or the
+    /// floor), and the op chunks every revision from there (or `oldest`) to LMDB's head. A record
+    /// whose key was damaged is missing from that range; the op IDs it held must not be silently
+    /// forgotten, or a retry would be stored twice.
+    private func checkCoverage(_ txn: borrowing Transaction, _ document: DocumentID, record: DocumentRecord,
+                               oldest: Revision, dedupe: Range<Revision>?, chunks: Range<Revision>?) throws {
         let firstChunk = try txn.withCursor(tables.ops) { cursor in
             try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).flatMap { KeyCoding.parseRevisionKey($0.key) }
-        }
-        let end = firstChunk.flatMap { $0.document == document ? $0.revision : nil } ?? record.floor
+        }.flatMap { $0.document == document ? $0.revision : nil }
+        let end = firstChunk ?? record.floor
         let start = record.dedupeFrom == 0 ? end : max(record.dedupeFrom, oldest)
         let expected = start < end ? start..<end : nil
-        if covered != expected {
+        if dedupe != expected {
             throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document),
-                                        detail: "dedupe records hold revisions \(covered.map { "\($0)" } ?? "none") where the document record requires \(expected.map { "\($0)" } ?? "none")")
+                                        detail: "dedupe records hold revisions \(dedupe.map { "\($0)" } ?? "none") where the document record requires \(expected.map { "\($0)" } ?? "none")")
+        }
+        // LMDB retains floor...head; the first chunk may start below the floor (truncation deletes
+        // only whole chunks), never above it.
+        var expectedChunks: Range<Revision>?
+        if record.floor <= record.head {
+            guard let firstChunk, firstChunk <= record.floor else {
+                throw OpLogError.corruption(CorruptionLocation(area: "ops", document: document, revision: record.floor),
+                                            detail: "no op chunk holds the floor \(record.floor)")
+            }
+            let chunkStart = max(oldest, firstChunk)
+            expectedChunks = chunkStart <= record.head ? chunkStart..<(record.head + 1) : nil
+        }
+        if chunks != expectedChunks {
+            throw OpLogError.corruption(CorruptionLocation(area: "ops", document: document),
+                                        detail: "op chunks hold revisions \(chunks.map { "\($0)" } ?? "none") where the document record requires \(expectedChunks.map { "\($0)" } ?? "none")")
         }
     }
 
