@@ -48,7 +48,7 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         let session = try loadSession()
-        let plans = BenchPlan.documents(session.trace, documents: documents, opsPerDocument: opsPerDocument)
+        let plans = try BenchPlan.documents(session.trace, documents: documents, opsPerDocument: opsPerDocument)
         let opBytes = plans.reduce(0) { $0 + $1.ops.reduce(0) { $0 + BenchPlan.opBytes($1) } }
         let snapshotBytes = plans.reduce(0) { $0 + $1.snapshots.values.reduce(0) { $0 + $1.count } }
         let createdDirectory = try prepareDirectory()
@@ -203,12 +203,12 @@ struct BenchPlan: Sendable {
 
     /// W1's documents: document k replays `opsPerDocument` patches from patch k * (patches / documents),
     /// from the trace's text there, cycling to patch 0 (and the start text) if it runs out.
-    static func documents(_ trace: EditingTrace, documents: Int, opsPerDocument: Int) -> [BenchPlan] {
+    static func documents(_ trace: EditingTrace, documents: Int, opsPerDocument: Int) throws -> [BenchPlan] {
         let patchCount = trace.patches.count
         let starts = (0..<documents).map { $0 * (patchCount / documents) }
         let startTexts = textsAt(Set(starts), of: trace)
         var random = SplitMix64(seed: 42)
-        return starts.enumerated().map { k, start in
+        return try starts.enumerated().map { k, start in
             let author = Array("bench\(k % 1000)".utf8.prefix(8))
             var text = TextBuffer(startTexts[start] ?? trace.startContent)
             var ops: [NewOp] = []
@@ -224,7 +224,7 @@ struct BenchPlan: Sendable {
                                  clientTimeMilliseconds: baseTime + Int64(offset) * 300, payload: patch.jsonBytes()))
                 if (offset + 1) % Bench.snapshotInterval == 0 { snapshots[Revision(offset + 1)] = Array(text.text.utf8) }
             }
-            return BenchPlan(document: try! DocumentID("bench-\(k)"), ops: ops, snapshots: snapshots)
+            return BenchPlan(document: try DocumentID("bench-\(k)"), ops: ops, snapshots: snapshots)
         }
     }
 
