@@ -19,16 +19,8 @@ import Testing
     }
 
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(binary))
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let result = try runProcess(try #require(binary), arguments, timeoutSeconds: 600, withErrors: false)
+        return (result.status, result.output)
     }
 
     @Test(.enabled(if: binary != nil, "needs the built oplog executable (swift build)"))

@@ -87,14 +87,17 @@ func testSeed() -> UInt64 {
     ProcessInfo.processInfo.environment["OPLOG_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
 }
 
-/// Runs an executable, killing it after `timeoutSeconds`; returns its exit status (or signal),
-/// whether it died by a signal, and its standard output (and error, `withErrors`).
-func runProcess(_ path: String, _ arguments: [String], timeoutSeconds: Double = 60, withErrors: Bool = true) throws -> (status: Int32, signaled: Bool, timedOut: Bool, output: String) {
+/// Runs an executable with this process's environment plus `environment` (nil removes a variable),
+/// killing it after `timeoutSeconds`; returns its exit status (or signal), whether it died by a
+/// signal, and its standard output (and error, `withErrors`).
+func runProcess(_ path: String, _ arguments: [String], environment extra: [String: String?] = [:], timeoutSeconds: Double = 60,
+                withErrors: Bool = true) throws -> (status: Int32, signaled: Bool, timedOut: Bool, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     var environment = ProcessInfo.processInfo.environment
     environment["SWIFT_BACKTRACE"] = "enable=no"
+    for (name, value) in extra { environment[name] = value }
     process.environment = environment
     let pipe = Pipe()
     process.standardOutput = pipe

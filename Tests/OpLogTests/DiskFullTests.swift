@@ -236,15 +236,11 @@ struct SizeLimitedMount {
     }
 
     private static func run(_ executable: String, _ arguments: [String]) -> (Int32, String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do { try process.run() } catch { return (-1, "\(error)") }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output.trimmingCharacters(in: .whitespacesAndNewlines))
+        do {
+            let result = try runProcess(executable, arguments)
+            return (result.status, result.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        } catch {
+            return (-1, "\(error)")
+        }
     }
 }

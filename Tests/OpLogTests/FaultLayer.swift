@@ -29,27 +29,16 @@ enum FaultLayer {
     /// treating `scratch/marker` as the marker file. `failure` is an `OPLOG_FAULT_FAIL` value.
     static func run(_ arguments: [String], directory: String, scratch: String, failure: String? = nil, armByMarker: Bool = false) throws -> ChildResult {
         let preload: String = try #require(Self.library)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(CLITests.binary))
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["SWIFT_BACKTRACE"] = "enable=no"
-        environment["LD_PRELOAD"] = preload
-        environment["OPLOG_FAULT_DIR"] = directory
-        environment["OPLOG_FAULT_LOG"] = scratch + "/log"
-        environment["OPLOG_FAULT_MARKER"] = scratch + "/marker"
-        environment["OPLOG_FAULT_FAIL"] = failure
-        environment["OPLOG_FAULT_ARM"] = armByMarker ? "marker" : nil
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let result = try runProcess(try #require(CLITests.binary), arguments, environment: [
+            "LD_PRELOAD": preload,
+            "OPLOG_FAULT_DIR": directory,
+            "OPLOG_FAULT_LOG": scratch + "/log",
+            "OPLOG_FAULT_MARKER": scratch + "/marker",
+            "OPLOG_FAULT_FAIL": failure,
+            "OPLOG_FAULT_ARM": armByMarker ? "marker" : nil,
+        ], timeoutSeconds: 600, withErrors: false)
         let log = FileManager.default.contents(atPath: scratch + "/log").map { [UInt8]($0) } ?? []
-        return ChildResult(status: process.terminationStatus, exited: process.terminationReason == .exit,
-                           output: String(decoding: data, as: UTF8.self), log: log)
+        return ChildResult(status: result.status, exited: !result.signaled, output: result.output, log: log)
     }
 }
 
