@@ -214,7 +214,7 @@ struct BenchPlan: Sendable {
             var ops: [NewOp] = []
             ops.reserveCapacity(opsPerDocument)
             var snapshots: [Revision: [UInt8]] = [:]
-            let baseTime = Int64(Date().timeIntervalSince1970 * 1000)
+            let baseTime = SystemClock().now
             for offset in 0..<opsPerDocument {
                 let index = (start + offset) % patchCount
                 if index == 0 && offset > 0 { text = TextBuffer(trace.startContent) }
@@ -248,9 +248,10 @@ final class BenchProgress: @unchecked Sendable {
     private let lock = NSLock()
     let total: Int
     private var done = 0
-    private var lastPrinted: Date
+    private var lastPrinted: ContinuousClock.Instant
     private var finished = false
-    private let started = Date()
+    // Progress is a duration: the monotonic clock, never the date.
+    private let started = ContinuousClock.now
     private let interactive = isatty(2) == 1
 
     init(total: Int) {
@@ -264,10 +265,10 @@ final class BenchProgress: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         done += count
-        let now = Date()
-        guard !finished, now.timeIntervalSince(lastPrinted) >= (interactive ? 0.5 : 2) else { return }
+        let now = ContinuousClock.now
+        guard !finished, now - lastPrinted >= .milliseconds(interactive ? 500 : 2_000) else { return }
         lastPrinted = now
-        let rate = Int(Double(done) / max(now.timeIntervalSince(started), 1e-9))
+        let rate = Int(Double(done) / max((now - started) / .seconds(1), 1e-9))
         write("bench: \(done)/\(total) appends, \(rate)/s" + (interactive ? "   \r" : "\n"))
     }
 

@@ -68,7 +68,7 @@ struct Demo: AsyncParsableCommand {
             let patch = session.patches[index]
             try text.apply(patch)
             let op = NewOp(opID: Self.opID(document: session.name, patchIndex: index), author: Array("demo".utf8),
-                           clientTimeMilliseconds: Int64(Date().timeIntervalSince1970 * 1000), payload: patch.jsonBytes())
+                           clientTimeMilliseconds: SystemClock().now, payload: patch.jsonBytes())
             let result = try await store.append([op], to: document)
             let revision = result.revisions[0]
             guard revision == UInt64(index + 1) else { throw ValidationError("revision \(revision) for patch \(index + 1): the document holds other ops") }

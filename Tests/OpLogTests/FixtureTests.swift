@@ -34,6 +34,9 @@ import Testing
         }
         var formatVersion: UInt32
         var writtenBy: String
+        /// When the fixture was written: the server time of its newest op. Tests open the fixture
+        /// with a clock set to it, so they hold on any date.
+        var writtenAtMilliseconds: Int64
         /// SHA-256 of each file under `store/`.
         var files: [String: String]
         var documents: [Document]
@@ -59,25 +62,42 @@ import Testing
         #expect(Self.fixtures.contains("v1"), "Tests/Fixtures/v1 is missing: the format 1 fixture must stay committed")
     }
 
-    @Test(arguments: fixtures)
-    func fixtureOpensAndMatchesItsManifest(_ name: String) async throws {
-        let fixture = Self.fixturesDirectory + "/" + name
-        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: URL(fileURLWithPath: fixture + "/manifest.json")))
+    static func manifest(_ name: String) throws -> Manifest {
+        let path = fixturesDirectory + "/" + name + "/manifest.json"
+        return try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    /// Checks the fixture's files against its manifest and copies them to `directory`.
+    static func copyFixture(_ name: String, _ manifest: Manifest, to directory: String) throws {
+        let fixture = fixturesDirectory + "/" + name
         let files = try FileManager.default.contentsOfDirectory(atPath: fixture + "/store").sorted()
         #expect(files == manifest.files.keys.sorted(), "\(name): the fixture's files differ from its manifest")
         for (file, digest) in manifest.files {
-            #expect(try Self.sha256(file: fixture + "/store/" + file) == digest, "\(name)/store/\(file) changed: fixtures are immutable; add a new version instead")
+            #expect(try sha256(file: fixture + "/store/" + file) == digest, "\(name)/store/\(file) changed: fixtures are immutable; add a new version instead")
         }
-        let dir = TemporaryDirectory("oplog-fixture-\(name)"); defer { dir.remove() }
-        try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
-        for file in files { try FileManager.default.copyItem(atPath: fixture + "/store/" + file, toPath: dir.path + "/" + file) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for file in files { try FileManager.default.copyItem(atPath: fixture + "/store/" + file, toPath: directory + "/" + file) }
+    }
 
-        var readOnly = StoreOptions()
-        readOnly.readOnly = true
-        let reader = try OpLogStore.open(directory: dir.path, options: readOnly)
+    static func options(clock: any StoreClock, readOnly: Bool = false) -> StoreOptions {
+        var options = StoreOptions()
+        options.clock = clock
+        options.readOnly = readOnly
+        return options
+    }
+
+    @Test(arguments: fixtures)
+    func fixtureOpensAndMatchesItsManifest(_ name: String) async throws {
+        // The clock stands where it stood when the fixture was written, on every date.
+        let manifest = try Self.manifest(name)
+        let clock = ManualClock(startingAt: manifest.writtenAtMilliseconds)
+        let dir = TemporaryDirectory("oplog-fixture-\(name)"); defer { dir.remove() }
+        try Self.copyFixture(name, manifest, to: dir.path)
+
+        let reader = try OpLogStore.open(directory: dir.path, options: Self.options(clock: clock, readOnly: true))
         try Self.check(reader, manifest, label: "\(name) read-only")
         try await reader.close()
-        try await withStore(dir.path, options: StoreOptions()) { store async throws in
+        try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
             try Self.check(store, manifest, label: "\(name) writable")
             let report = try store.verify()
             #expect(report.isClean, "\(name): \(report.problems)")
@@ -87,8 +107,40 @@ import Testing
                 #expect(result == AppendResult(revisions: [retry.revision], wasRetry: true), "\(name): retry of \(retry.opID) in \(retry.document)")
             }
         }
-        try await withStore(dir.path, options: StoreOptions()) { store async throws in
+        try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
             try Self.check(store, manifest, label: "\(name) reopened")
+        }
+    }
+
+    @Test(arguments: fixtures)
+    func fixtureOpenedYearsLaterBehavesAsDocumented(_ name: String) async throws {
+        // Method: the clock stands 3 years after the fixture was written. The dedupe window is
+        // measured on each document's own history (FORMAT.md, "The dedupe window"), so nothing
+        // has expired yet: the ops are kept, replay the same, and retries are recognised. Once a
+        // document gets a new op (stamped 3 years later), its old op IDs are outside the window:
+        // a plain retry is then a new op, while a retry that names its base revision stays exact.
+        let manifest = try Self.manifest(name)
+        let clock = ManualClock(startingAt: manifest.writtenAtMilliseconds + 3 * 365 * 86_400_000)
+        let dir = TemporaryDirectory("oplog-fixture-late-\(name)"); defer { dir.remove() }
+        try Self.copyFixture(name, manifest, to: dir.path)
+        try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
+            try Self.check(store, manifest, label: "\(name) 3 years later")
+            for retry in manifest.retries {
+                let result = try await store.append([NewOp(opID: try Self.opID(hex: retry.opID), author: [], payload: [])], to: try DocumentID(retry.document))
+                #expect(result == AppendResult(revisions: [retry.revision], wasRetry: true), "\(name): retry of \(retry.opID) 3 years later")
+            }
+            for retry in manifest.retries {
+                let document = try DocumentID(retry.document)
+                let head = try store.head(of: document)
+                let fresh = TextPatch(position: 0, deleted: 0, inserted: "").jsonBytes()
+                _ = try await store.append([NewOp(opID: OpID(high: 0xF1, low: head), author: [], payload: fresh)], to: document)
+                let id = try Self.opID(hex: retry.opID)
+                let based = try await store.append([NewOp(opID: id, author: [], payload: fresh)], to: document, basedOn: retry.revision - 1)
+                #expect(based == AppendResult(revisions: [retry.revision], wasRetry: true), "\(name): based-on retry of \(retry.opID)")
+                let plain = try await store.append([NewOp(opID: id, author: [], payload: fresh)], to: document)
+                #expect(plain == AppendResult(revisions: [head + 2], wasRetry: false), "\(name): \(retry.opID) is outside the window after a new op")
+            }
+            #expect(try store.verify().isClean)
         }
     }
 
@@ -120,6 +172,13 @@ import Testing
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(manifest).write(to: URL(fileURLWithPath: fixture + "/manifest.json"))
         print("wrote \(fixture)")
+    }
+
+    /// The server time of the newest op in the store at `directory`.
+    static func newestServerTime(_ directory: String) async throws -> Int64 {
+        try await withStore(directory, options: StoreOptions()) { store async throws in
+            try store.documents().compactMap { try store.info(of: $0)?.lastServerTimeMilliseconds }.max() ?? 0
+        }
     }
 
     static func opID(hex: String) throws -> OpID {
@@ -184,8 +243,9 @@ import Testing
             for revision in revisions { result[String(revision)] = sha256(try text(session, upTo: revision).utf8) }
             return result
         }
+        let writtenAt = try await Self.newestServerTime(directory)
         return Manifest(
-            formatVersion: 1, writtenBy: "OpLog format 1 (FixtureTests.writeStore)", files: files,
+            formatVersion: 1, writtenBy: "OpLog format 1 (FixtureTests.writeStore)", writtenAtMilliseconds: writtenAt, files: files,
             documents: [
                 .init(id: "journal-only", head: 50, floor: 1, snapshots: [], replays: try replays(j, [1, 50])),
                 .init(id: "text-a", head: 3_300, floor: 2_001, snapshots: [1_000, 2_000], replays: try replays(a, [2_000, 2_500, 3_000, 3_300])),

@@ -45,6 +45,8 @@ public enum FuzzDamage {
         options.readOnly = readOnly
         options.mapSizeInitialBytes = 4 << 20
         options.logger.logLevel = .critical
+        // A fixed clock: a run's server times, and so every answer, depend on the input alone.
+        options.clock = ManualClock(startingAt: fuzzClockStart)
         return options
     }
 

@@ -72,6 +72,8 @@ struct FuzzModelRunner {
             options.reservedBytesForDeletion = (32 + Int(mapByte >> 2) * 8) << 10
         }
         options.logger.logLevel = .critical
+        // A fixed clock: a run's server times, and so every answer, depend on the input alone.
+        options.clock = ManualClock(startingAt: fuzzClockStart)
         store = try OpLogStore.open(directory: directory, options: options)
         var steps = 0
         while !input.isAtEnd && steps < FuzzModel.stepsMax {

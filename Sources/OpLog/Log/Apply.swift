@@ -10,10 +10,10 @@ extension OpLogStore {
         let lastSequence = journal.nextSequence - 1
         let documents = writer.dirtyDocuments.sorted()
         let views = state.withLock { state in documents.compactMap { id in state.documents[id].map { (id, $0) } } }
-        let cutoff = currentTimeMilliseconds() - options.dedupeWindowMilliseconds
+        let window = DedupeWindow(options: options)
         try writeGrowing(writer: writer, allowReserve: true) { txn in
             for (document, view) in views {
-                try applyDocument(txn, document, view: view, cutoff: cutoff)
+                try applyDocument(txn, document, view: view, window: window)
             }
             let appliedBody = AppliedSequenceRecord.encode(lastSequence)
             try txn.put(tables.meta, key: StoreTables.appliedKey,
@@ -52,7 +52,7 @@ extension OpLogStore {
 
     /// Writes one document's journaled changes: truncation (moving truncated op IDs that are still in
     /// the dedupe window to `dedupe` records), new op chunks, and the document record.
-    private func applyDocument(_ txn: borrowing WriteTransaction, _ document: DocumentID, view: DocumentView, cutoff: Int64) throws {
+    private func applyDocument(_ txn: borrowing WriteTransaction, _ document: DocumentID, view: DocumentView, window: DedupeWindow) throws {
         var record = try tables.readDocumentRecord(txn, document) ?? .empty
         // Check before the record is rewritten: a lost first dedupe record must not be laundered
         // into a new `dedupeFrom` (gaps further up stay visible to the dedupe load and to verify).
@@ -61,19 +61,19 @@ extension OpLogStore {
             throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document),
                                         detail: "the first dedupe record is at \(firstDedupe.map { "\($0)" } ?? "none") but the document record says \(record.dedupeFrom)")
         }
-        let oldestKept = view.head > UInt64(options.dedupeWindowOps) ? view.head - UInt64(options.dedupeWindowOps) + 1 : 1
+        let oldestKept = window.oldestRevision(head: view.head)
         if view.floor > record.floor {
-            let freed = try removeChunks(txn, document, below: view.floor, oldestKept: oldestKept, cutoff: cutoff)
+            let freed = try removeChunks(txn, document, below: view.floor, oldestKept: oldestKept)
             record.chunkBytes -= min(record.chunkBytes, freed)
         }
-        try pruneDedupeRecords(txn, document, oldestKept: oldestKept, cutoff: cutoff)
+        try pruneDedupeRecords(txn, document, oldestKept: oldestKept)
         if let first = view.pending.first?.revision, first != record.head + 1 {
             throw OpLogError.corruption(CorruptionLocation(area: "journal", document: document, revision: first),
                                         detail: "journaled ops start at \(first) but LMDB's head is \(record.head)")
         }
         // Ops truncated before they were applied: only their op IDs are kept, as a dedupe record.
         let truncated = view.pending.prefix { $0.revision < view.floor }
-        try rememberOpIDs(txn, document, of: truncated, oldestKept: oldestKept, cutoff: cutoff)
+        try rememberOpIDs(txn, document, of: truncated, oldestKept: oldestKept)
         let retained = view.pending[truncated.endIndex...]
         var start = retained.startIndex
         while start < retained.endIndex {
@@ -108,14 +108,14 @@ extension OpLogStore {
 
     /// Deletes chunks whose ops are all below `floor`; returns the stored bytes freed.
     private func removeChunks(_ txn: borrowing WriteTransaction, _ document: DocumentID, below floor: Revision,
-                              oldestKept: Revision, cutoff: Int64) throws -> UInt64 {
+                              oldestKept: Revision) throws -> UInt64 {
         var freed: UInt64 = 0
         try txn.withCursor(tables.ops) { cursor in
             var entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
             while let current = entry, KeyCoding.belongs(current.key, to: document) {
                 let ops = try decodeChunk(current, document: document)
                 guard let last = ops.last, last.revision < floor else { break }
-                try rememberOpIDs(txn, document, of: ops[...], oldestKept: oldestKept, cutoff: cutoff)
+                try rememberOpIDs(txn, document, of: ops[...], oldestKept: oldestKept)
                 freed += UInt64(current.value.count)
                 try cursor.deleteCurrent()
                 entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
@@ -127,8 +127,10 @@ extension OpLogStore {
     /// Writes a dedupe record for the ops still inside the dedupe window (a suffix: revisions and
     /// server times both increase).
     private func rememberOpIDs(_ txn: borrowing WriteTransaction, _ document: DocumentID, of ops: ArraySlice<StoredOp>,
-                               oldestKept: Revision, cutoff: Int64) throws {
-        let remembered = Array(ops.filter { $0.revision >= oldestKept && $0.serverTimeMilliseconds >= cutoff })
+                               oldestKept: Revision) throws {
+        // Only the op count bounds what is kept, never the ops' age: `basedOn` retries check these
+        // records with no time limit (the time window applies to plain retries, in memory).
+        let remembered = Array(ops.filter { $0.revision >= oldestKept })
         // Records of at most `dedupeEntriesPerRecord` entries stay inside LMDB leaf pages: a larger
         // value goes to overflow pages and wastes up to a page of slack each.
         for start in stride(from: 0, to: remembered.count, by: Self.dedupeEntriesPerRecord) {
@@ -144,13 +146,13 @@ extension OpLogStore {
     static let dedupeEntriesPerRecord = 100
 
     /// Deletes dedupe records wholly outside the window.
-    private func pruneDedupeRecords(_ txn: borrowing WriteTransaction, _ document: DocumentID, oldestKept: Revision, cutoff: Int64) throws {
+    private func pruneDedupeRecords(_ txn: borrowing WriteTransaction, _ document: DocumentID, oldestKept: Revision) throws {
         try txn.withCursor(tables.dedupe) { cursor in
             var entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
             while let current = entry, KeyCoding.belongs(current.key, to: document) {
                 let record = try decodeDedupe(current, document: document)
                 let lastRevision = record.firstRevision + UInt64(record.entries.count) - 1
-                guard lastRevision < oldestKept || (record.entries.last?.serverTime ?? 0) < cutoff else { break }
+                guard lastRevision < oldestKept else { break }
                 try cursor.deleteCurrent()
                 entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
             }

@@ -1,5 +1,33 @@
 import OpLogStorage
 
+/// Which op IDs a document remembers for retries without `basedOn` (FORMAT.md, "The dedupe window").
+///
+/// The window is measured on the document's own history, never against today's date: an op's ID is
+/// remembered while the op is among the document's last `ops` ops and its server time is at most
+/// `milliseconds` older than the document's newest op. So a store closed for longer than the window,
+/// restored from a backup, or opened under a clock that jumped backwards forgets nothing until the
+/// document receives new ops; the answer depends only on what the store holds.
+struct DedupeWindow: Sendable {
+    let ops: Int
+    let milliseconds: Int64
+
+    init(options: StoreOptions) {
+        ops = options.dedupeWindowOps
+        milliseconds = options.dedupeWindowMilliseconds
+    }
+
+    /// The oldest revision still inside the window's op count for a document at `head`.
+    func oldestRevision(head: Revision) -> Revision {
+        head > UInt64(ops) ? head - UInt64(ops) + 1 : 1
+    }
+
+    /// Ops with an older server time than this have left the window of a document whose newest op
+    /// has server time `lastServerTime`.
+    func oldestServerTime(lastServerTime: Int64) -> Int64 {
+        lastServerTime &- milliseconds
+    }
+}
+
 /// Op IDs a document accepted recently, for idempotent retries.
 ///
 /// Kept in memory, in revision order, and rebuilt on a document's first append after open from
@@ -9,12 +37,24 @@ struct DedupeIndex {
     private var revisions: [OpID: Revision] = [:]
     private var order: [(id: OpID, revision: Revision, time: Int64)] = []
     private var start = 0
+    /// The index holds the ID of every op from this revision to the document's head.
+    private(set) var coveredFrom: Revision
+
+    /// An empty index of a document whose next op will be `nextRevision`.
+    init(nextRevision: Revision) {
+        coveredFrom = nextRevision
+    }
 
     var count: Int { order.count - start }
 
     func revision(of id: OpID) -> Revision? { revisions[id] }
 
+    /// Adds the op at `revision`, the next one after everything the index holds.
     mutating func insert(_ id: OpID, revision: Revision, time: Int64) {
+        assert(order.last.map { revision == $0.revision + 1 } ?? true,
+               "dedupe index: revision \(revision) does not continue \(order.last?.revision ?? 0)")
+        if order.count == start { coveredFrom = revision }
+        // A newer op may reuse an ID whose first op has left the window: the newer revision wins.
         revisions[id] = revision
         order.append((id, revision, time))
     }
@@ -26,6 +66,7 @@ struct DedupeIndex {
             // The same ID may have been accepted again after it left the window; keep the newer one.
             if revisions[oldest.id] == oldest.revision { revisions[oldest.id] = nil }
             start += 1
+            coveredFrom = oldest.revision + 1
         }
         if start > 4096 && start * 2 > order.count {
             order.removeFirst(start)
@@ -34,26 +75,73 @@ struct DedupeIndex {
     }
 }
 
+/// The op IDs a document's stored data holds from some revision up to its head.
+struct StoredOpIDs {
+    /// In revision order, consecutive.
+    var entries: [(id: OpID, revision: Revision, time: Int64)] = []
+    /// The lowest revision whose op ID the store still holds (dedupe records, op chunks, journal):
+    /// every revision from here to the head can be checked.
+    var checkableFrom: Revision
+}
+
 extension OpLogStore {
-    /// Loads the dedupe index of `document` into `writer.dedupe` unless it is there already.
-    func loadDedupeIndex(_ document: DocumentID, writer: WriterState) throws(OpLogError) {
-        if writer.dedupe[document] != nil { return }
+    /// The dedupe index of `document`, loaded into `writer.dedupe` unless it is there already.
+    func dedupeIndex(_ document: DocumentID, writer: WriterState) throws(OpLogError) -> DedupeIndex {
+        if let index = writer.dedupe[document] { return index }
         let view = try currentView(of: document)?.view ?? DocumentView(record: .empty)
-        var index = DedupeIndex()
-        let oldest = view.head > UInt64(options.dedupeWindowOps) ? view.head - UInt64(options.dedupeWindowOps) + 1 : 1
+        let window = DedupeWindow(options: options)
+        let stored = try storedOpIDs(document, from: window.oldestRevision(head: view.head), view: view)
+        var index = DedupeIndex(nextRevision: view.head + 1)
+        for entry in stored.entries { index.insert(entry.id, revision: entry.revision, time: entry.time) }
+        index.prune(keepingOps: window.ops, cutoff: window.oldestServerTime(lastServerTime: view.lastServerTimeMilliseconds))
+        // Bound memory: indexes are rebuilt on demand, so dropping one is only a cost, never a loss.
+        if writer.dedupe.count >= Self.dedupeIndexesMax, let victim = writer.dedupe.keys.first {
+            writer.dedupe[victim] = nil
+        }
+        writer.dedupe[document] = index
+        return index
+    }
+
+    /// The revisions of `ids` in `document` for an append based on revision `basedOn`: every op the
+    /// document accepted after `basedOn` is checked, however old, from the dedupe index where it
+    /// reaches that far and from the stored data below it.
+    /// - Throws: `retryUnverifiable` when the store no longer holds the IDs of every op after
+    ///   `basedOn`; `beyondHead` when `basedOn` is above the document's head.
+    func revisionsAfter(basedOn: Revision, of ids: [OpID], in document: DocumentID, head: Revision,
+                        index: DedupeIndex) throws(OpLogError) -> [Revision?] {
+        guard basedOn <= head else { throw .beyondHead(document: document, requested: basedOn, head: head) }
+        let windowed = ids.map { index.revision(of: $0) }
+        // The index alone answers when it holds every op after basedOn.
+        if basedOn + 1 >= index.coveredFrom { return windowed }
+        let view = try currentView(of: document)?.view ?? DocumentView(record: .empty)
+        let stored = try storedOpIDs(document, from: basedOn + 1, view: view)
+        guard basedOn + 1 >= stored.checkableFrom else {
+            throw .retryUnverifiable(document: document, basedOn: basedOn, checkableFrom: stored.checkableFrom - 1)
+        }
+        var older: [OpID: Revision] = [:]
+        for entry in stored.entries where entry.revision < index.coveredFrom { older[entry.id] = entry.revision }
+        // The index holds the newer revision of an ID accepted twice (the first one outside the window).
+        return zip(ids, windowed).map { id, revision in revision ?? older[id] }
+    }
+
+    /// Reads the op IDs `document` stores from revision `lowest` (or the lowest it still holds, if
+    /// higher) to its head: dedupe records, op chunks, then the journaled tail in `view`. Checks
+    /// that they run without a gap, so that a record lost to damage is reported, never forgotten.
+    func storedOpIDs(_ document: DocumentID, from lowest: Revision, view: DocumentView) throws(OpLogError) -> StoredOpIDs {
         let lmdbEnd = view.pending.first?.revision ?? (view.head + 1)
+        var result = StoredOpIDs(checkableFrom: lmdbEnd)
         do {
             try tables.environment.read { txn in
                 let record = try tables.readDocumentRecord(txn, document) ?? .empty
-                var covered: Range<Revision>?  // dedupe revisions seen, from `oldest` on
-                var chunkCovered: Range<Revision>?  // op chunk revisions seen, from `oldest` on
+                var covered: Range<Revision>?  // dedupe revisions seen, from `lowest` on
+                var chunkCovered: Range<Revision>?  // op chunk revisions seen, from `lowest` on
                 for database in [tables.dedupe, tables.ops] {
                     let isChunk = database == tables.ops
                     try txn.withCursor(database) { cursor in
-                        var entry = try cursor.seek(containing: KeyCoding.revisionKey(document, oldest), prefix: KeyCoding.documentPrefix(document))
+                        var entry = try cursor.seek(containing: KeyCoding.revisionKey(document, lowest), prefix: KeyCoding.documentPrefix(document))
                         while let current = entry, KeyCoding.belongs(current.key, to: document) {
                             for (id, revision, time) in try dedupeEntries(current, document: document, isChunk: isChunk)
-                            where revision >= oldest && revision < lmdbEnd {
+                            where revision >= lowest && revision < lmdbEnd {
                                 if !isChunk {
                                     if let range = covered, revision != range.upperBound {
                                         throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document, revision: range.upperBound),
@@ -67,22 +155,27 @@ extension OpLogStore {
                                     }
                                     chunkCovered = (chunkCovered?.lowerBound ?? revision)..<(revision + 1)
                                 }
-                                if index.revision(of: id) == nil { index.insert(id, revision: revision, time: time) }
+                                if revision > (result.entries.last?.revision ?? 0) { result.entries.append((id, revision, time)) }
                             }
                             entry = try cursor.next()
                         }
                     }
                 }
-                try checkCoverage(txn, document, record: record, oldest: oldest, dedupe: covered, chunks: chunkCovered)
+                try checkCoverage(txn, document, record: record, oldest: lowest, dedupe: covered, chunks: chunkCovered)
+                result.checkableFrom = try lowestStoredRevision(txn, document, record: record) ?? lmdbEnd
             }
         } catch { throw OpLogError.wrap(error) }
-        for op in view.pending { index.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds) }
-        index.prune(keepingOps: options.dedupeWindowOps, cutoff: currentTimeMilliseconds() - options.dedupeWindowMilliseconds)
-        // Bound memory: indexes are rebuilt on demand, so dropping one is only a cost, never a loss.
-        if writer.dedupe.count >= Self.dedupeIndexesMax, let victim = writer.dedupe.keys.first {
-            writer.dedupe[victim] = nil
-        }
-        writer.dedupe[document] = index
+        for op in view.pending where op.revision >= lowest { result.entries.append((op.opID, op.revision, op.serverTimeMilliseconds)) }
+        return result
+    }
+
+    /// The lowest revision whose op ID LMDB holds: the first dedupe record's, else the first op
+    /// chunk's; nil when LMDB holds neither (the journal may still hold ops).
+    private func lowestStoredRevision(_ txn: borrowing Transaction, _ document: DocumentID, record: DocumentRecord) throws -> Revision? {
+        if record.dedupeFrom != 0 { return record.dedupeFrom }
+        return try txn.withCursor(tables.ops) { cursor in
+            try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).flatMap { KeyCoding.parseRevisionKey($0.key) }
+        }.flatMap { $0.document == document ? $0.revision : nil }
     }
 
     /// The op IDs a retry is checked against must all be there: the dedupe records hold every

@@ -48,7 +48,7 @@ extension OpLogStore {
         var entries: [JournalEntry] = []
         var outcomes: [Result<[AppendResult], OpLogError>] = []
         var journaled: [Bool] = []
-        let now = currentTimeMilliseconds()
+        let now = options.clock.now
         for request in group {
             let before = entries.count
             do {
@@ -126,8 +126,14 @@ extension OpLogStore {
         var addedBytes = 0
         for part in batch {
             var document = try scratchDocument(part.document, scratch: scratch)
-            try loadDedupeIndex(part.document, writer: writer)
-            let known = part.ops.map { document.newIDs[$0.opID] ?? writer.dedupe[part.document]?.revision(of: $0.opID) }
+            let index = try dedupeIndex(part.document, writer: writer)
+            var known = part.ops.map { document.newIDs[$0.opID] ?? index.revision(of: $0.opID) }
+            if let basedOn = part.basedOn, known.contains(nil) {
+                // Ops staged earlier in this group are in `newIDs`; the rest is committed.
+                let committed = try revisionsAfter(basedOn: basedOn, of: part.ops.map(\.opID), in: part.document,
+                                                   head: document.head, index: index)
+                known = zip(known, committed).map { $0 ?? $1 }
+            }
             let acceptedCount = known.count(where: { $0 != nil })
             if acceptedCount == part.ops.count {
                 results.append(AppendResult(revisions: known.compactMap { $0 }, wasRetry: true))
@@ -279,13 +285,14 @@ extension OpLogStore {
             if staged.truncated { events.append(.truncated(document: document, floor: staged.floor)) }
             return events
         })
-        let cutoff = currentTimeMilliseconds() - options.dedupeWindowMilliseconds
+        let window = DedupeWindow(options: options)
         for (document, staged) in changed {
             writer.dirtyDocuments.insert(document)
             for op in staged.appended {
                 writer.dedupe[document]?.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds)
             }
-            writer.dedupe[document]?.prune(keepingOps: options.dedupeWindowOps, cutoff: cutoff)
+            let cutoff = window.oldestServerTime(lastServerTime: staged.lastServerTimeMilliseconds)
+            writer.dedupe[document]?.prune(keepingOps: window.ops, cutoff: cutoff)
         }
     }
 }

@@ -28,6 +28,11 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Some op IDs of the append were accepted before and some are new: the store will not guess
     /// which part is a retry. Nothing was written.
     case partialRetry(document: DocumentID, acceptedCount: Int, newCount: Int)
+    /// An append said its ops were based on revision `basedOn`, but the store no longer holds the op
+    /// IDs of every op after it (they were truncated and left the dedupe records), so it cannot tell
+    /// a retry from new ops. Nothing was written. `checkableFrom` is the lowest `basedOn` the store can
+    /// still check; a client this far behind must reload the document.
+    case retryUnverifiable(document: DocumentID, basedOn: Revision, checkableFrom: Revision)
     /// The same op ID appears twice in one append, or a document twice in one batch.
     case duplicateInBatch(document: DocumentID, detail: String)
     /// Reading below the truncation floor. `latestSnapshot` is the newest snapshot at or below the
@@ -71,6 +76,8 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
             return "conflict on document '\(document)': expected head \(expected), actual head \(actual)"
         case let .partialRetry(document, accepted, new):
             return "append to '\(document)' mixes \(accepted) already-accepted op IDs with \(new) new ones; nothing written"
+        case let .retryUnverifiable(document, basedOn, checkableFrom):
+            return "append to '\(document)' based on revision \(basedOn) cannot be checked for retries: op IDs are kept from revision \(checkableFrom + 1) on; nothing written"
         case let .duplicateInBatch(document, detail):
             return "duplicate in batch for document '\(document)': \(detail)"
         case let .belowFloor(document, requested, floor, snapshot):

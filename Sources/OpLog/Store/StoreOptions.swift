@@ -34,9 +34,13 @@ public struct StoreOptions: Sendable {
     public var journalCompressionLevel: Int32 = 1
     /// Apply the journal to LMDB once it holds this many bytes (1 MiB ... 1 GiB).
     public var journalApplyBytes: Int = 4 << 20
-    /// Op IDs remembered per document for retries, independent of truncation.
+    /// Op IDs remembered per document for retries without `basedOn`, independent of truncation: a
+    /// document remembers the IDs of its last `dedupeWindowOps` ops…
     public var dedupeWindowOps: Int = 100_000
-    /// Op IDs older than this are forgotten (24 hours by default).
+    /// …whose server time is at most this much older than the document's newest op (24 hours by
+    /// default). Measured on the document's own history, not against the clock: a store closed
+    /// for longer than this forgets nothing until the document gets new ops. Retries that name
+    /// the revision their ops were based on (`basedOn`) are checked with no window at all.
     public var dedupeWindowMilliseconds: Int64 = 24 * 3600 * 1000
     /// Most ops coalesced into one group commit (a caller's ops are never split), 1 ... 100,000.
     public var groupCommitMaxOps: Int = 8192
@@ -45,6 +49,10 @@ public struct StoreOptions: Sendable {
     /// Open without writing: no journal apply, no appends. Other processes may write meanwhile.
     public var readOnly: Bool = false
     public var logger: Logger = Logger(label: "oplog")
+    /// The wall clock the store reads all its time from: op server times, snapshot and store
+    /// creation times, and (through `CompactionScheduler`) the compaction age triggers and waits.
+    /// `SystemClock()` by default; tests pass a `ManualClock`. See `StoreClock`.
+    public var clock: any StoreClock = SystemClock()
 
     public init() {}
 

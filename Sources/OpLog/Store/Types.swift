@@ -105,11 +105,18 @@ public struct DocumentAppend: Sendable {
     public var ops: [NewOp]
     /// If set, the append fails with `OpLogError.conflict` unless the head equals this revision.
     public var expectedHead: Revision?
+    /// The revision the client's ops were based on, if known. Then the op IDs are checked against
+    /// every op the document accepted after it, with no time window, so a client that comes back
+    /// after any time with unacknowledged ops is still exactly-once; the append fails with
+    /// `OpLogError.retryUnverifiable` if the store no longer holds the op IDs that far back.
+    /// Without it, retries are recognised within the dedupe window (`StoreOptions`).
+    public var basedOn: Revision?
 
-    public init(document: DocumentID, ops: [NewOp], expectedHead: Revision? = nil) {
+    public init(document: DocumentID, ops: [NewOp], expectedHead: Revision? = nil, basedOn: Revision? = nil) {
         self.document = document
         self.ops = ops
         self.expectedHead = expectedHead
+        self.basedOn = basedOn
     }
 }
 
