@@ -18,8 +18,6 @@ public struct CompactionPolicy: Sendable, Equatable {
     /// Documents compacted per second at most (nil: as fast as it goes); keeps the writer thread's
     /// share of snapshot commits bounded under load.
     public var maxDocumentsPerSecond: Double? = nil
-    /// How often the scheduler looks for time-triggered work when nothing else wakes it.
-    public var pollIntervalMilliseconds: Int = 250
     /// After a document fails (its reducer threw, say), it is retried only after this long.
     public var retryAfterFailureMilliseconds: Int64 = 60_000
 
@@ -37,7 +35,7 @@ public struct CompactionPolicy: Sendable, Equatable {
         try require(keepSnapshots >= 1, "keepSnapshots must be at least 1")
         try require(milestoneEveryRevisions.map { $0 >= 1 } ?? true, "milestoneEveryRevisions must be at least 1")
         try require(maxDocumentsPerSecond.map { $0 > 0 } ?? true, "maxDocumentsPerSecond must be positive")
-        try require((1...60_000).contains(pollIntervalMilliseconds), "pollIntervalMilliseconds must be 1 ... 60,000")
+        try require(retryAfterFailureMilliseconds >= 0, "retryAfterFailureMilliseconds must not be negative")
     }
 }
 

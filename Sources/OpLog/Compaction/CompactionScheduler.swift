@@ -1,44 +1,44 @@
 import Foundation
 import Logging
 import Metrics
+import ServiceLifecycle
 import Synchronization
 
 /// Snapshots and truncates documents in the background by `CompactionPolicy`.
 ///
-/// It runs on its own thread in the process that owns the store, picks the document with the
-/// largest backlog first, and does each step as its own short write: the snapshot is one LMDB
-/// commit, the truncation one journaled record, each old snapshot's deletion one commit. Replay
-/// (the reducer) runs outside any transaction, reading a batch of ops at a time. Every step is safe
-/// to interrupt: a snapshot is durable before the truncation that relies on it is accepted, and
-/// redoing a step after a crash finds it done or does it again.
+/// A swift-service-lifecycle `Service`: add it to a `ServiceGroup` (its `run()` returns on graceful
+/// shutdown or cancellation, after the step in progress), or call `start()` and `stop()`. It is a
+/// client of the store's public API only: it learns what the store made durable from the store's
+/// events, picks the document with the largest backlog first, and does each step as its own short
+/// write — the snapshot is one `putSnapshot`, the truncation one `truncate`, each old snapshot's
+/// deletion one `deleteSnapshot`. Replay (the reducer) runs on the scheduler's own thread, never on
+/// Swift's cooperative pool, reading a batch of ops at a time. Every step is safe to interrupt: a
+/// snapshot is durable before the truncation that relies on it is accepted, and redoing a step
+/// after a crash finds it done or does it again.
 ///
-/// Lifecycle: `start()`, `pause()`, `resume()`, `drain()` (returns when nothing is due), `stop()`.
-public final class CompactionScheduler: Sendable {
+/// Time comes from the store's clock (`StoreOptions.clock`): the age trigger, `keepMilliseconds`,
+/// the retry delay after a failure, and the waits for them. When nothing is due it sleeps until the
+/// clock reaches the next deadline or the store reports new work; it never polls.
+public final class CompactionScheduler: Service, Sendable {
     public let store: OpLogStore
     public let policy: CompactionPolicy
-    private let reducerFor: @Sendable (DocumentID) -> AnyReducer?
-    private let state = Mutex(SchedulerState())
-    private let wakeUp = NSCondition()
-    private let logger: Logger
-    private let metrics: CompactionMetrics
+    let reducerFor: @Sendable (DocumentID) -> AnyReducer?
+    let book = Mutex(CompactionBook())
+    private let lifecycle = Mutex(Lifecycle())
+    private let wakeUp = WakeUpSignal()
+    let logger: Logger
+    let metrics: CompactionMetrics
+    var clock: any StoreClock { store.options.clock }
 
-    struct Backlog {
-        var opsSinceSnapshot: UInt64 = 0
-        var bytesSinceSnapshot = 0
-        var oldestUnsnapshottedMilliseconds: Int64?
-        var needsRetention = false
-        var retryAfterMilliseconds: Int64 = 0
-    }
-
-    struct SchedulerState {
-        var backlog: [DocumentID: Backlog] = [:]
+    private struct Lifecycle {
         var phase = Phase.created
         var busy = false
-        var statistics = CompactionStatistics()
         var observerToken: Int?
+        var task: Task<Void, Never>?
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
-    enum Phase { case created, running, paused, stopping, stopped }
+    private enum Phase { case created, running, paused, stopped }
 
     /// - Parameter reducerFor: the reducer for a document, or nil to leave it alone.
     public init(store: OpLogStore, policy: CompactionPolicy = CompactionPolicy(), reducerFor: @escaping @Sendable (DocumentID) -> AnyReducer?) throws(OpLogError) {
@@ -57,88 +57,184 @@ public final class CompactionScheduler: Sendable {
         try self.init(store: store, policy: policy, reducerFor: { _ in erased })
     }
 
-    /// Scans the store for existing backlog, then starts the background thread.
-    public func start() throws(OpLogError) {
-        let proceed = state.withLock { state -> Bool in
-            guard state.phase == .created else { return false }
-            state.phase = .running
-            return true
-        }
-        guard proceed else { return }
-        let token = store.observers.add { [weak self] events in self?.record(events) }
-        state.withLock { $0.observerToken = token }
-        try scanExistingDocuments()
-        let thread = Thread { [self] in run() }
-        thread.name = "oplog-compaction"
-        thread.start()
+    // MARK: - Lifecycle
+
+    /// Runs until the task is cancelled or the service group shuts down gracefully: scans the store
+    /// for existing backlog, then compacts as documents become due. Returns after the step in
+    /// progress. A scheduler runs once; a second `run()` or `start()` throws `invalidArgument`.
+    /// - Throws: what the scan of existing documents throws (`closed`, `corruption`).
+    public func run() async throws {
+        try begin()
+        try await runBegun()
     }
 
-    public func pause() { state.withLock { if $0.phase == .running { $0.phase = .paused } } }
+    /// Starts `run()` in a task of its own; `stop()` ends it. From its return on, every change the
+    /// store makes durable counts toward the backlog. Fails at once, and leaves nothing running,
+    /// when the store is closed or the scheduler ran before.
+    public func start() throws(OpLogError) {
+        try store.checkOpen()
+        try begin()
+        lifecycle.withLock { state in
+            state.task = Task { [self] in
+                do { try await runBegun() } catch {
+                    logger.error("compaction scheduler stopped", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    /// The scan and the loop, on the scheduler's own thread, until cancelled or shut down.
+    private func runBegun() async throws {
+        let executor = ThreadExecutor(name: "oplog-compaction")
+        defer {
+            executor.shutDown()
+            end()
+        }
+        try await withTaskExecutorPreference(executor) {
+            try scanExistingDocuments()
+            await cancelWhenGracefulShutdown { await self.loop() }
+        }
+    }
+
+    /// Stops after the step in progress and returns once it has; the store stays open.
+    public func stop() async {
+        let task = lifecycle.withLock { state -> Task<Void, Never>? in
+            if state.phase == .created && state.task == nil { state.phase = .stopped }
+            return state.task
+        }
+        task?.cancel()
+        await task?.value
+    }
+
+    public func pause() { lifecycle.withLock { if $0.phase == .running { $0.phase = .paused } } }
 
     public func resume() {
-        state.withLock { if $0.phase == .paused { $0.phase = .running } }
-        signal()
+        lifecycle.withLock { if $0.phase == .paused { $0.phase = .running } }
+        wakeUp.signal()
     }
 
     /// Returns once no document is due for compaction and none is being compacted (documents that
-    /// failed and wait for their retry do not count).
+    /// failed and wait for their retry do not count). Returns at once when the scheduler is not
+    /// running (not started, paused or stopped).
     public func drain() async {
-        while true {
-            let done = state.withLock { state in
-                !state.busy && dueDocuments(state, now: currentTimeMilliseconds()).isEmpty || state.phase == .stopped || state.phase == .stopping
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let waiting = lifecycle.withLock { state -> Bool in
+                guard state.phase == .running else { return false }
+                state.drainWaiters.append(continuation)
+                return true
             }
-            if done { return }
-            signal()
-            try? await Task.sleep(for: .milliseconds(5))
+            if waiting { wakeUp.signal() } else { continuation.resume() }
         }
-    }
-
-    /// Stops after the step in progress; the store stays open.
-    public func stop() async {
-        state.withLock { state in
-            switch state.phase {
-            case .created: state.phase = .stopped  // never started: no thread to wait for
-            case .stopped: break
-            default: state.phase = .stopping
-            }
-        }
-        signal()
-        while state.withLock({ $0.phase != .stopped }) {
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        if let token = state.withLock({ $0.observerToken }) { store.observers.remove(token) }
     }
 
     public var statistics: CompactionStatistics {
-        state.withLock { state in
-            var statistics = state.statistics
-            statistics.backlogDocuments = dueDocuments(state, now: currentTimeMilliseconds()).count
+        let now = clock.now
+        return book.withLock { book in
+            var statistics = book.statistics
+            statistics.backlogDocuments = book.dueDocuments(policy, now: now).count
             return statistics
         }
     }
 
-    // MARK: - Backlog
+    private func begin() throws(OpLogError) {
+        let token = store.observers.add { [weak self] events in
+            self?.book.withLock { $0.record(events) }
+            self?.wakeUp.signal()
+        }
+        let claimed = lifecycle.withLock { state -> Bool in
+            guard state.phase == .created else { return false }
+            state.phase = .running
+            state.observerToken = token
+            return true
+        }
+        guard claimed else {
+            store.observers.remove(token)
+            throw .invalidArgument("the compaction scheduler runs once; create another to run again")
+        }
+    }
 
-    private func record(_ events: [StoreEvent]) {
-        state.withLock { state in
-            for event in events {
-                switch event {
-                case let .appended(document, ops):
-                    var entry = state.backlog[document] ?? Backlog()
-                    entry.opsSinceSnapshot += UInt64(ops.count)
-                    entry.bytesSinceSnapshot += ops.reduce(0) { $0 + $1.payload.count }
-                    if entry.oldestUnsnapshottedMilliseconds == nil { entry.oldestUnsnapshottedMilliseconds = ops.first?.serverTimeMilliseconds }
-                    state.backlog[document] = entry
-                case let .snapshotWritten(document, _):
-                    state.backlog[document, default: Backlog()].needsRetention = true
-                case let .documentDeleted(document):
-                    state.backlog[document] = nil
-                case .truncated:
-                    break
+    private func end() {
+        let (token, waiters) = lifecycle.withLock { state in
+            state.phase = .stopped
+            defer { state.drainWaiters = [] }
+            return (state.observerToken, state.drainWaiters)
+        }
+        if let token { store.observers.remove(token) }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: - The loop
+
+    private func loop() async {
+        var lastStarted: ContinuousClock.Instant?
+        while !Task.isCancelled {
+            let now = clock.now
+            let (document, deadline) = nextStep(now: now)
+            guard let document else {
+                await waitForWork(until: deadline)
+                continue
+            }
+            // The rate limit is a duration, so it uses the monotonic clock.
+            if let rate = policy.maxDocumentsPerSecond {
+                let interval = Duration.seconds(1 / rate)
+                if let last = lastStarted, ContinuousClock.now < last + interval {
+                    try? await Task.sleep(until: last + interval, clock: .continuous)
                 }
+                lastStarted = ContinuousClock.now
+            }
+            await compact(document)
+            lifecycle.withLock { $0.busy = false }
+        }
+    }
+
+    /// The document to compact now, or else the clock time at which one becomes due. When nothing
+    /// is due and nothing runs, the drain waiters are released.
+    private func nextStep(now: Int64) -> (DocumentID?, Int64?) {
+        let (due, deadline) = book.withLock { ($0.dueDocuments(policy, now: now).first, $0.nextDeadline(policy, now: now)) }
+        let (document, idleWaiters) = lifecycle.withLock { state -> (DocumentID?, [CheckedContinuation<Void, Never>]) in
+            if state.phase == .running, let due {
+                state.busy = true
+                return (due, [])
+            }
+            defer { state.drainWaiters = [] }
+            return (nil, state.drainWaiters)
+        }
+        for waiter in idleWaiters { waiter.resume() }
+        return (document, deadline)
+    }
+
+    /// Sleeps until new work is signalled, the clock reaches `deadline`, or the task is cancelled.
+    private func waitForWork(until deadline: Int64?) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.wakeUp.wait() }
+            if let deadline {
+                group.addTask { try? await self.clock.sleep(until: deadline) }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func compact(_ document: DocumentID) async {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let taken = book.withLock { $0.backlog[document] } ?? CompactionBacklog()
+        do {
+            try await compactDocument(document)
+        } catch {
+            logger.warning("compaction failed", metadata: ["document": "\(document)", "error": "\(error)"])
+            let retryAt = clock.now + policy.retryAfterFailureMilliseconds
+            book.withLock { book in
+                book.statistics.failures += 1
+                // The step reset the backlog before failing: put it back, to be retried later.
+                var entry = book.backlog[document] ?? CompactionBacklog()
+                entry.absorb(taken)
+                entry.retryAfterMilliseconds = retryAt
+                book.backlog[document] = entry
             }
         }
-        signal()
+        let elapsed = DispatchTime.now().uptimeNanoseconds - started
+        metrics.compactionTime.recordNanoseconds(Int64(elapsed))
+        book.withLock { $0.statistics.compactionNanoseconds += elapsed }
     }
 
     private func scanExistingDocuments() throws(OpLogError) {
@@ -150,153 +246,16 @@ public final class CompactionScheduler: Sendable {
                 let newest = info.snapshots.last?.revision ?? 0
                 guard info.head > newest || info.snapshots.count > policy.keepSnapshots else { continue }
                 let oldest = info.head > newest ? try store.ops(of: document, from: max(newest + 1, info.floor), limit: 1).first?.serverTimeMilliseconds : nil
-                state.withLock { state in
-                    var entry = state.backlog[document] ?? Backlog()
+                book.withLock { book in
+                    var entry = book.backlog[document] ?? CompactionBacklog()
                     entry.opsSinceSnapshot += info.head - newest
                     entry.oldestUnsnapshottedMilliseconds = entry.oldestUnsnapshottedMilliseconds ?? oldest
                     entry.needsRetention = true
-                    state.backlog[document] = entry
+                    book.backlog[document] = entry
                 }
             }
             guard page.count == 1_000 else { return }
             after = page.last
-        }
-    }
-
-    /// Documents due now, the largest backlog first.
-    private func dueDocuments(_ state: SchedulerState, now: Int64) -> [DocumentID] {
-        state.backlog.filter { _, entry in
-            guard entry.retryAfterMilliseconds <= now else { return false }
-            return entry.needsRetention || entry.opsSinceSnapshot >= UInt64(policy.snapshotEveryOps)
-                || entry.bytesSinceSnapshot >= policy.snapshotEveryBytes
-                || (entry.oldestUnsnapshottedMilliseconds.map { now - $0 >= policy.snapshotAfterMilliseconds } ?? false)
-        }
-        .sorted { $0.value.opsSinceSnapshot > $1.value.opsSinceSnapshot }
-        .map(\.key)
-    }
-
-    private func signal() {
-        wakeUp.lock()
-        wakeUp.signal()
-        wakeUp.unlock()
-    }
-
-    // MARK: - The background thread
-
-    private func run() {
-        var lastStarted: Double = 0
-        while true {
-            let (phase, next): (Phase, DocumentID?) = state.withLock { state in
-                let due = state.phase == .running ? dueDocuments(state, now: currentTimeMilliseconds()) : []
-                if !due.isEmpty { state.busy = true }
-                return (state.phase, due.first)
-            }
-            if phase == .stopping {
-                state.withLock { $0.phase = .stopped }
-                return
-            }
-            guard let document = next else {
-                wakeUp.lock()
-                _ = wakeUp.wait(until: Date(timeIntervalSinceNow: Double(policy.pollIntervalMilliseconds) / 1000))
-                wakeUp.unlock()
-                continue
-            }
-            if let rate = policy.maxDocumentsPerSecond {
-                let wait = lastStarted + 1 / rate - Date().timeIntervalSince1970
-                if wait > 0 { Thread.sleep(forTimeInterval: wait) }
-                lastStarted = Date().timeIntervalSince1970
-            }
-            compact(document)
-            state.withLock { $0.busy = false }
-        }
-    }
-
-    private func compact(_ document: DocumentID) {
-        let started = DispatchTime.now().uptimeNanoseconds
-        do {
-            try compactDocument(document)
-        } catch {
-            logger.warning("compaction failed", metadata: ["document": "\(document)", "error": "\(error)"])
-            state.withLock { state in
-                state.statistics.failures += 1
-                state.backlog[document]?.retryAfterMilliseconds = currentTimeMilliseconds() + policy.retryAfterFailureMilliseconds
-            }
-        }
-        let elapsed = DispatchTime.now().uptimeNanoseconds - started
-        metrics.compactionTime.recordNanoseconds(Int64(elapsed))
-        state.withLock { $0.statistics.compactionNanoseconds += elapsed }
-    }
-
-    /// Snapshot if the policy asks, truncate to what it keeps, delete the snapshots it does not keep.
-    private func compactDocument(_ document: DocumentID) throws {
-        guard let reducer = reducerFor(document), let before = try store.info(of: document) else {
-            state.withLock { _ = $0.backlog.removeValue(forKey: document) }
-            return
-        }
-        let trigger = state.withLock { state in
-            state.backlog[document].map { entry in
-                entry.opsSinceSnapshot >= UInt64(policy.snapshotEveryOps) || entry.bytesSinceSnapshot >= policy.snapshotEveryBytes
-                    || (entry.oldestUnsnapshottedMilliseconds.map { currentTimeMilliseconds() - $0 >= policy.snapshotAfterMilliseconds } ?? false)
-            } ?? false
-        }
-        // Reset before the work: appends that arrive meanwhile count toward the next snapshot.
-        state.withLock { state in
-            state.backlog[document] = Backlog()
-        }
-        var newest = before.snapshots.last?.revision ?? 0
-        if trigger && before.head > newest {
-            let (bytes, revision) = try reducer.makeSnapshot(store, document)
-            if revision > newest {
-                let frame = try store.snapshotFrame(bytes, of: document, at: revision)
-                try store.submitAndWait { .putSnapshot(document: document, revision: revision, frame: frame, continuation: $0) }
-                newest = revision
-                metrics.snapshots.increment()
-                state.withLock { state in
-                    state.statistics.snapshotsWritten += 1
-                    state.statistics.snapshotBytesWritten += bytes.count
-                    // This snapshot's own event set needsRetention; the retention below handles it.
-                    state.backlog[document]?.needsRetention = false
-                }
-            }
-        }
-        try applyRetention(document, before: before)
-    }
-
-    private func applyRetention(_ document: DocumentID, before: DocumentInfo) throws {
-        var snapshots = try store.snapshots(of: document).map(\.revision)
-        guard let newest = snapshots.last else { return }
-        var floor = try store.info(of: document)?.floor ?? 1
-        // The highest snapshot that leaves keepOps ops (and every op younger than keepMilliseconds)
-        // between it and the newest snapshot becomes the floor's cover.
-        let now = currentTimeMilliseconds()
-        for candidate in snapshots.reversed() where candidate + UInt64(policy.keepOps) <= newest && candidate + 1 > floor {
-            if policy.keepMilliseconds > 0 {
-                let last = try store.ops(of: document, from: candidate, limit: 1).first
-                if let last, now - last.serverTimeMilliseconds < policy.keepMilliseconds { continue }
-            }
-            try store.submitAndWait { .truncate(document: document, floor: candidate + 1, continuation: $0) }
-            let truncated = candidate + 1 - floor
-            floor = candidate + 1
-            metrics.opsTruncated.increment(by: Int64(truncated))
-            state.withLock { $0.statistics.opsTruncated += truncated }
-            break
-        }
-        // Kept: the newest keepSnapshots, milestones, the floor's cover, and the oldest snapshot above
-        // the floor — the next floor's cover once keepOps newer ops exist, so truncation progresses
-        // even when keepOps spans more than keepSnapshots snapshots.
-        let nextCover = snapshots.first { $0 + 1 > floor }
-        let kept = Set(snapshots.suffix(policy.keepSnapshots)).union(snapshots.filter { revision in
-            revision + 1 == floor || revision == nextCover || (policy.milestoneEveryRevisions.map { revision % $0 == 0 } ?? false)
-        })
-        for revision in snapshots where !kept.contains(revision) && revision + 1 != floor {
-            try store.submitAndWait { .deleteSnapshot(document: document, revision: revision, continuation: $0) }
-            state.withLock { $0.statistics.snapshotsDeleted += 1 }
-        }
-        snapshots.removeAll { !kept.contains($0) }
-        if let after = try store.info(of: document) {
-            let reclaimed = max(0, before.storedBytes - after.storedBytes)
-            metrics.bytesReclaimed.increment(by: Int64(reclaimed))
-            state.withLock { $0.statistics.bytesReclaimed += reclaimed }
         }
     }
 }

@@ -86,7 +86,7 @@ public final class OpLogStore: Sendable {
         let mapSize = max(options.mapSizeInitialBytes, roundUpToMiB(dataSize))
         let tables = try StoreTables.open(directory: directory, options: options, mapSizeBytes: mapSize)
         do {
-            try checkFormat(tables, directory: directory, initializeIfEmpty: !options.readOnly)
+            try checkFormat(tables, directory: directory, initializeIfEmpty: !options.readOnly, clock: options.clock)
             let writer = lockFile.map { WriterState(lockFile: $0, mapSizeBytes: mapSize) }
             let store = OpLogStore(directory: directory, options: options, tables: tables, writer: writer)
             try store.recover()
@@ -135,10 +135,10 @@ public final class OpLogStore: Sendable {
 
     /// A new store: the journal first, then the format record, so that a crash in between leaves
     /// a directory that the next open initialises again.
-    private static func initialize(_ tables: StoreTables, directory: String) throws {
+    private static func initialize(_ tables: StoreTables, directory: String, clock: any StoreClock) throws {
         try Journal.create(directory: directory, baseSequence: 1).close()
         try tables.environment.write { txn in
-            let format = FormatRecord(version: formatVersion, createdAtMilliseconds: currentTimeMilliseconds())
+            let format = FormatRecord(version: formatVersion, createdAtMilliseconds: clock.now)
             try txn.put(tables.meta, key: StoreTables.formatKey,
                         value: RecordFrame.encode(kind: .format, codec: .raw, key: StoreTables.formatKey, stored: format.encode(), rawLength: 20))
             try txn.put(tables.meta, key: StoreTables.appliedKey,
@@ -148,12 +148,12 @@ public final class OpLogStore: Sendable {
 
     /// Checks the format record. A writable open initialises a store with no format record and no
     /// documents: new, or left by a crash while it was being created.
-    private static func checkFormat(_ tables: StoreTables, directory: String, initializeIfEmpty: Bool) throws {
+    private static func checkFormat(_ tables: StoreTables, directory: String, initializeIfEmpty: Bool, clock: any StoreClock) throws {
         var format = try tables.environment.read { txn in try tables.readFormat(txn) }
         if format == nil && initializeIfEmpty {
             let empty = try tables.environment.read { txn in try txn.entryCount(tables.documents) == 0 && txn.entryCount(tables.ops) == 0 }
             if empty {
-                try initialize(tables, directory: directory)
+                try initialize(tables, directory: directory, clock: clock)
                 format = try tables.environment.read { txn in try tables.readFormat(txn) }
             }
         }
@@ -185,25 +185,19 @@ public final class OpLogStore: Sendable {
         return try result.get()
     }
 
-    /// The same, blocking the calling thread: for threads that are not in Swift's cooperative pool
-    /// (the compaction scheduler, thread-per-connection servers). Never call it from a task.
-    func submitAndWait<T: Sendable>(_ make: (Reply<T>) -> WriteRequest) throws(OpLogError) -> T {
-        guard writer != nil else { throw .readOnly }
-        let box = ReplyBox<T>()
-        let request = make(Reply { result in box.set(result) })
-        if !queue.enqueue(request) { request.fail(.closed) }
-        return try box.wait().get()
-    }
-
     /// Appends `ops` to `document` atomically and returns once they are durable (per `durability`).
     ///
     /// The store assigns revisions head+1 … head+n and the server timestamps. If every op ID was
     /// accepted before, nothing is written and the original revisions come back (`wasRetry`), even
-    /// when `expectedHead` is stale.
+    /// when `expectedHead` is stale. Retries are recognised within the dedupe window, or with no
+    /// time limit when `basedOn` names the revision the ops were based on (see `DocumentAppend`).
     /// - Throws: `conflict` when `expectedHead` is set and differs from the head; `partialRetry`;
-    ///   `limitExceeded`; `invalidArgument`; `storageFull`; `reopenRequired` after an I/O failure.
-    public func append(_ ops: [NewOp], to document: DocumentID, expectedHead: Revision? = nil) async throws(OpLogError) -> AppendResult {
-        let results = try await append(batch: [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead)])
+    ///   `retryUnverifiable` when `basedOn` lies below the op IDs the store still holds;
+    ///   `beyondHead` when `basedOn` lies above the head; `limitExceeded`; `invalidArgument`;
+    ///   `storageFull`; `reopenRequired` after an I/O failure.
+    public func append(_ ops: [NewOp], to document: DocumentID, expectedHead: Revision? = nil,
+                       basedOn: Revision? = nil) async throws(OpLogError) -> AppendResult {
+        let results = try await append(batch: [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead, basedOn: basedOn)])
         return results[0]
     }
 
@@ -238,7 +232,7 @@ public final class OpLogStore: Sendable {
 
     func snapshotFrame(_ bytes: [UInt8], of document: DocumentID, at revision: Revision) throws(OpLogError) -> [UInt8] {
         let key = KeyCoding.revisionKey(document, revision)
-        let body = SnapshotRecord.encode(revision: revision, createdAt: currentTimeMilliseconds(), bytes: bytes)
+        let body = SnapshotRecord.encode(revision: revision, createdAt: options.clock.now, bytes: bytes)
         do { return try RecordFrame.encode(kind: .snapshot, key: key, body: body, compressionLevel: options.compressionLevel) } catch {
             throw OpLogError.wrap(error)
         }
@@ -325,39 +319,17 @@ public final class OpLogStore: Sendable {
         state.withLock { $0.counters }
     }
 
+    /// Throws `closed` once the store is closed.
+    func checkOpen() throws(OpLogError) {
+        try withState { _ in }
+    }
+
     func withState<T>(_ body: (inout SharedState) throws(OpLogError) -> T) throws(OpLogError) -> T {
         try state.withLock { (state: inout SharedState) throws(OpLogError) -> T in
             if state.isClosed { throw OpLogError.closed }
             return try body(&state)
         }
     }
-}
-
-/// A result handed from the writer thread to a blocked caller.
-final class ReplyBox<T: Sendable>: @unchecked Sendable {
-    // Invariant: `result` is written once under `condition` and read after it is set.
-    private let condition = NSCondition()
-    private var result: Result<T, OpLogError>?
-
-    func set(_ value: Result<T, OpLogError>) {
-        condition.lock()
-        result = value
-        condition.signal()
-        condition.unlock()
-    }
-
-    func wait() -> Result<T, OpLogError> {
-        condition.lock()
-        defer { condition.unlock() }
-        while result == nil { condition.wait() }
-        return result!
-    }
-}
-
-func currentTimeMilliseconds() -> Int64 {
-    var spec = timespec()
-    clock_gettime(CLOCK_REALTIME, &spec)
-    return Int64(spec.tv_sec) * 1000 + Int64(spec.tv_nsec) / 1_000_000
 }
 
 func roundUpToMiB(_ bytes: Int) -> Int { (bytes + (1 << 20) - 1) / (1 << 20) * (1 << 20) }
