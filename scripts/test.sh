@@ -5,9 +5,20 @@
 # Long variants: OPLOG_LONG_TESTS=1 scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh faketime
 swift build --build-tests -Xswiftc -warnings-as-errors
 OPLOG_BINARY="$(swift build --show-bin-path)/oplog" swift test --skip-build --disable-xctest
+# Time-bound behaviour holds on any date: the time-dependent suites again with the default clock
+# 3 years ahead and 3 years behind (an offset only OpLog's SystemClock reads), and the fixtures
+# under libfaketime with the system clock itself 3 years ahead, which proves nothing else reads
+# the time (only suites that never sleep can run there: libfaketime stops Task.sleep firing).
+timed='FixtureTests|DedupeWindowTests|ClockTests|CompactionClockTests|SchedulerLifecycleTests|CompactionTests/steadyWorkloadStopsGrowingTheFiles'
+for offset in 94608000000 -94608000000; do
+    echo "time-dependent suites with the clock shifted by ${offset} ms"
+    OPLOG_CLOCK_OFFSET_MILLISECONDS=$offset swift test --skip-build --disable-xctest --filter "$timed"
+done
+echo "FixtureTests under faketime, system clock 3 years ahead"
+faketime -f '+3y' swift test --skip-build --disable-xctest --filter FixtureTests
 # Fuzz smoke: each libFuzzer target for 30 s with address sanitizer (Fuzz/README.md). Fails loudly
 # on a toolchain without libFuzzer; long runs: Fuzz/run.sh all 600.
 Fuzz/run.sh all "${OPLOG_FUZZ_SECONDS:-30}"

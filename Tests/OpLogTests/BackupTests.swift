@@ -85,7 +85,7 @@ import Testing
         var policy = CompactionPolicy()
         policy.snapshotEveryOps = 2_000
         policy.keepOps = 200
-        policy.pollIntervalMilliseconds = 10
+
         let store = try OpLogStore.open(directory: dir.path, options: options)
         let scheduler = try CompactionScheduler(store: store, policy: policy, reducer: TextReducer())
         try scheduler.start()
@@ -105,9 +105,7 @@ import Testing
         var duringBackups = 0
         for round in 0..<4 {
             // Let the writers get ahead: 2,500 more ops per document each round.
-            while progress.minimum < 2_500 * (round + 1) {
-                try await Task.sleep(for: .milliseconds(5))
-            }
+            try await waitUntil("writers at \(2_500 * (round + 1)) ops") { progress.minimum >= 2_500 * (round + 1) }
             let before = progress.snapshot
             let backup = dir.path + "-backup-\(round)"
             let report = try store.backup(to: backup, compact: round % 2 == 1)
@@ -145,7 +143,7 @@ import Testing
         let store = try OpLogStore.open(directory: dir.path, options: testOptions(durability: .full))
         let progress = Progress()
         let writers = Task { try await Self.runWriters(store, progress: progress) }
-        while progress.minimum < 3_000 { try await Task.sleep(for: .milliseconds(5)) }
+        try await waitUntil("writers at 3,000 ops") { progress.minimum >= 3_000 }
         let before = progress.snapshot
         let backupRun = try CLITests.run(["backup", "--store", dir.path, "--output", backup])
         progress.stop.store(true, ordering: .relaxed)

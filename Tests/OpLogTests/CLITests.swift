@@ -19,7 +19,7 @@ import Testing
     }
 
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let result = try runProcess(try #require(binary), arguments, timeoutSeconds: 600, withErrors: false)
+        let result = try runProcess(try #require(binary), arguments, timeoutSeconds: hangBoundSeconds, withErrors: false)
         return (result.status, result.output)
     }
 

@@ -23,7 +23,7 @@ import Testing
         var policy = CompactionPolicy()
         policy.snapshotEveryOps = 1_000
         policy.keepOps = 100
-        policy.pollIntervalMilliseconds = 20
+
         try await withStore(dir.path) { store async throws in
             let scheduler = try CompactionScheduler(store: store, policy: policy, reducer: TextReducer())
             try scheduler.start()
@@ -82,7 +82,7 @@ import Testing
         var policy = CompactionPolicy()
         policy.snapshotEveryOps = 500
         policy.keepOps = 250
-        policy.pollIntervalMilliseconds = 10
+
         let documents = 16
         let rounds = 16
         let perRound = 250

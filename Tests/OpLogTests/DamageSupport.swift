@@ -90,7 +90,7 @@ func testSeed() -> UInt64 {
 /// Runs an executable with this process's environment plus `environment` (nil removes a variable),
 /// killing it after `timeoutSeconds`; returns its exit status (or signal), whether it died by a
 /// signal, and its standard output (and error, `withErrors`).
-func runProcess(_ path: String, _ arguments: [String], environment extra: [String: String?] = [:], timeoutSeconds: Double = 60,
+func runProcess(_ path: String, _ arguments: [String], environment extra: [String: String?] = [:], timeoutSeconds: Double = hangBoundSeconds,
                 withErrors: Bool = true) throws -> (status: Int32, signaled: Bool, timedOut: Bool, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)

@@ -36,7 +36,7 @@ enum FaultLayer {
             "OPLOG_FAULT_MARKER": scratch + "/marker",
             "OPLOG_FAULT_FAIL": failure,
             "OPLOG_FAULT_ARM": armByMarker ? "marker" : nil,
-        ], timeoutSeconds: 600, withErrors: false)
+        ], timeoutSeconds: hangBoundSeconds, withErrors: false)
         let log = FileManager.default.contents(atPath: scratch + "/log").map { [UInt8]($0) } ?? []
         return ChildResult(status: result.status, exited: !result.signaled, output: result.output, log: log)
     }

@@ -36,9 +36,9 @@ import Testing
             return text.hasSuffix("\n") ? lines : Array(lines.dropLast())
         }
 
-        func waitFor(_ predicate: ([String]) -> Bool, seconds: Double = 20) -> Bool {
-            let deadline = Date().addingTimeInterval(seconds)
-            while Date() < deadline {
+        func waitFor(_ predicate: ([String]) -> Bool, seconds: Double = hangBoundSeconds) -> Bool {
+            let deadline = ContinuousClock.now + .seconds(seconds)
+            while ContinuousClock.now < deadline {
                 if predicate(lines) { return true }
                 usleep(10_000)
             }

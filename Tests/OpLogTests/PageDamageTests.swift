@@ -54,7 +54,7 @@ import Testing
             let context = "seed \(seed) flip \(flip): byte \(offset) (\(what)) ^ \(String(mask, radix: 16))"
             figures.flips += 1
             if isMeta { figures.metaFlips += 1 }
-            let reads = try runProcess(binary, ["read-all", "--store", work.path] + readArguments, timeoutSeconds: 60, withErrors: false)
+            let reads = try runProcess(binary, ["read-all", "--store", work.path] + readArguments, timeoutSeconds: hangBoundSeconds, withErrors: false)
             #expect(!reads.timedOut, "\(context): the reads hung")
             var readsAllRight = true
             var listingMissed = false
@@ -76,7 +76,7 @@ import Testing
                 Issue.record("\(context): \(line.name) answered differently (silent wrong data): \(Self.difference(line.result, expectedLines[line.name] ?? "no such read"))")
             }
             if !reads.signaled && Self.lines(reads.output).contains(where: { $0.result.hasPrefix("error") }) { figures.readError += 1 }
-            let verify = try runProcess(binary, ["verify", "--store", work.path], timeoutSeconds: 120)
+            let verify = try runProcess(binary, ["verify", "--store", work.path], timeoutSeconds: hangBoundSeconds)
             #expect(!verify.timedOut, "\(context): verify hung")
             if listingMissed { figures.listingMissed += 1 }
             if verify.status == 1 {

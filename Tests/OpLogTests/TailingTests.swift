@@ -13,7 +13,7 @@ import Testing
         var policy = CompactionPolicy()
         policy.snapshotEveryOps = 200
         policy.keepOps = 1_500  // enough history for the slow reader below, which truncation must not overtake
-        policy.pollIntervalMilliseconds = 5
+
         let session = EditingTrace.generated(seed: 4, patchCount: 4_000, computeEndContent: false)
         try await withStore(dir.path) { store async throws in
             let document = doc("tail")

@@ -63,5 +63,20 @@ func tracesDirectory() -> String? {
     return FileManager.default.fileExists(atPath: candidate) ? candidate : nil
 }
 
+/// How long a test waits for something before calling it a hang. Only a bound against hangs: no
+/// test relies on anything taking less, so a loaded machine makes tests slower, never failing.
+let hangBoundSeconds: Double = 600
+
+/// Polls `condition` (every 5 ms) until it holds; fails with `what` after `hangBoundSeconds`.
+func waitUntil(_ what: String, _ condition: () throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(hangBoundSeconds)
+    while try !condition() {
+        guard ContinuousClock.now < deadline else { throw WaitTimedOut(description: "\(what): not reached in \(Int(hangBoundSeconds)) s") }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+struct WaitTimedOut: Error, CustomStringConvertible { let description: String }
+
 /// Whether long variants of tests run (`OPLOG_LONG_TESTS=1`).
 var longTests: Bool { ProcessInfo.processInfo.environment["OPLOG_LONG_TESTS"] == "1" }
