@@ -37,6 +37,7 @@ let package = Package(
         ),
         // The text reducer: the demo's, the tests' and the benchmarks' model of a document.
         .target(name: "OpLogText", dependencies: ["OpLog", "OpLogStorage"]),
+        // The shipped command: user commands only.
         .executableTarget(
             name: "oplog",
             dependencies: [
@@ -46,18 +47,36 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // Test machinery, in no product: the one reference model (the property tests and
+        // fuzz-model), the fault workload, the simulated disk, the process runner.
+        .target(name: "OpLogTestSupport", dependencies: ["OpLog", "OpLogStorage", "OpLogText"]),
+        // The child processes of the crash, power-loss, I/O-fault, damage and multi-process tests.
+        .executableTarget(
+            name: "oplog-testkit",
+            dependencies: [
+                "OpLog",
+                "OpLogStorage",
+                "OpLogText",
+                "OpLogTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Records and fails the writes and syncs of a store's files (Sources/CFaultInjection).
         .target(name: "CFaultInjection", linkerSettings: [.linkedLibrary("dl")]),
         // Fuzz harnesses (Fuzz/README.md). The harness logic is a plain module, so `swift test` replays
         // the committed fuzz inputs through it without libFuzzer; the three executables are what
         // Fuzz/run.sh builds with `--sanitize fuzzer` (a normal build makes them inert executables).
-        .target(name: "FuzzTargets", dependencies: ["OpLog", "OpLogStorage"], path: "Fuzz/Sources/FuzzTargets"),
-        .executableTarget(name: "fuzz-decode", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-decode"),
-        .executableTarget(name: "fuzz-model", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-model"),
-        .executableTarget(name: "fuzz-damage", dependencies: ["FuzzTargets"], path: "Fuzz/Sources/fuzz-damage"),
+        .target(name: "FuzzTargets", dependencies: ["OpLog", "OpLogStorage", "OpLogTestSupport"], path: "Fuzz/Sources/FuzzTargets"),
+        .executableTarget(name: "fuzz-decode", dependencies: ["FuzzTargets", "OpLogTestSupport"], path: "Fuzz/Sources/fuzz-decode"),
+        .executableTarget(name: "fuzz-model", dependencies: ["FuzzTargets", "OpLogTestSupport"], path: "Fuzz/Sources/fuzz-model"),
+        .executableTarget(name: "fuzz-damage", dependencies: ["FuzzTargets", "OpLogTestSupport"], path: "Fuzz/Sources/fuzz-damage"),
         .testTarget(
             name: "OpLogTests",
-            dependencies: ["OpLog", "OpLogStorage", "OpLogText", "FuzzTargets", .product(name: "Crypto", package: "swift-crypto")]
+            dependencies: [
+                "OpLog", "OpLogStorage", "OpLogText", "OpLogTestSupport", "FuzzTargets",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

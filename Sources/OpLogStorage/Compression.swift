@@ -17,7 +17,7 @@ public enum Zlib {
     public static func compress(_ input: [UInt8], level: Int32) throws(StorageError) -> [UInt8] {
         var stream = z_stream()
         var code = deflateInit_(&stream, level, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
-        guard code == Z_OK else { throw StorageError(.compression("deflateInit returned \(code)"), operation: "deflate") }
+        guard code == Z_OK else { throw StorageError(.compression("deflateInit returned \(code)"), call: .deflate) }
         defer { deflateEnd(&stream) }
         let bound = Int(deflateBound(&stream, UInt(input.count)))
         var output = [UInt8](repeating: 0, count: bound)
@@ -32,7 +32,7 @@ public enum Zlib {
                 written = Int(stream.total_out)
             }
         }
-        guard code == Z_STREAM_END else { throw StorageError(.compression("deflate returned \(code)"), operation: "deflate") }
+        guard code == Z_STREAM_END else { throw StorageError(.compression("deflate returned \(code)"), call: .deflate) }
         output.removeSubrange(written...)
         return output
     }
@@ -45,11 +45,11 @@ public enum Zlib {
         // Deflate cannot expand data more than about 1032:1, so a larger claimed size is damage:
         // refuse it before allocating the output.
         guard expectedCount >= 0, expectedCount <= input.count * 1032 + 64 else {
-            throw StorageError(.compression("\(input.count) compressed bytes cannot inflate to \(expectedCount) bytes"), operation: "inflate")
+            throw StorageError(.compression("\(input.count) compressed bytes cannot inflate to \(expectedCount) bytes"), call: .inflate)
         }
         var stream = z_stream()
         var code = inflateInit_(&stream, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
-        guard code == Z_OK else { throw StorageError(.compression("inflateInit returned \(code)"), operation: "inflate") }
+        guard code == Z_OK else { throw StorageError(.compression("inflateInit returned \(code)"), call: .inflate) }
         defer { inflateEnd(&stream) }
         // One spare byte detects a stream that inflates to more than expected.
         var output = [UInt8](repeating: 0, count: expectedCount + 1)
@@ -67,10 +67,10 @@ public enum Zlib {
             }
         }
         guard code == Z_STREAM_END else {
-            throw StorageError(.compression("malformed or truncated zlib stream (inflate returned \(code))"), operation: "inflate")
+            throw StorageError(.compression("malformed or truncated zlib stream (inflate returned \(code))"), call: .inflate)
         }
         guard produced == expectedCount, consumedAll else {
-            throw StorageError(.compression("stream inflated to \(produced) bytes, expected \(expectedCount)"), operation: "inflate")
+            throw StorageError(.compression("stream inflated to \(produced) bytes, expected \(expectedCount)"), call: .inflate)
         }
         output.removeLast()
         return output
@@ -83,7 +83,7 @@ extension Zlib {
         var stream = z_stream()
         // windowBits 15 + 16 selects the gzip wrapper.
         guard inflateInit2_(&stream, 15 + 16, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw StorageError(.compression("inflateInit2 failed"), operation: "gunzip")
+            throw StorageError(.compression("inflateInit2 failed"), call: .gunzip)
         }
         defer { inflateEnd(&stream) }
         var output: [UInt8] = []
@@ -101,16 +101,16 @@ extension Zlib {
                     return outBytes.count - Int(stream.avail_out)
                 }
                 guard code == Z_OK || code == Z_STREAM_END else {
-                    failure = StorageError(.compression("malformed gzip data (inflate returned \(code))"), operation: "gunzip")
+                    failure = StorageError(.compression("malformed gzip data (inflate returned \(code))"), call: .gunzip)
                     return
                 }
                 output.append(contentsOf: chunk[0..<produced])
                 guard output.count <= maximumBytes else {
-                    failure = StorageError(.compression("output exceeds \(maximumBytes) bytes"), operation: "gunzip")
+                    failure = StorageError(.compression("output exceeds \(maximumBytes) bytes"), call: .gunzip)
                     return
                 }
                 if produced == 0 && stream.avail_in == 0 && code != Z_STREAM_END {
-                    failure = StorageError(.compression("truncated gzip data"), operation: "gunzip")
+                    failure = StorageError(.compression("truncated gzip data"), call: .gunzip)
                     return
                 }
             }

@@ -18,6 +18,8 @@ public struct EnvironmentConfiguration: Sendable {
     /// `MDB_NOSYNC | MDB_NOMETASYNC`: commits are not flushed; a system crash may lose commits
     /// or, on file systems that reorder writes, corrupt the file.
     public var skipSync = false
+    /// Permissions of `data.mdb` and `lock.mdb` when LMDB creates them (`mdb_env_open`'s mode).
+    public var fileMode: UInt32 = 0o600
 
     public init(mapSizeBytes: Int) {
         self.mapSizeBytes = mapSizeBytes
@@ -47,17 +49,17 @@ public final class Environment: @unchecked Sendable {
         self.path = directory
         self.configuration = configuration
         var env: OpaquePointer?
-        try checkLMDB(mdb_env_create(&env), "mdb_env_create")
+        try checkLMDB(mdb_env_create(&env), .environmentCreate)
         do {
-            try checkLMDB(mdb_env_set_maxdbs(env, configuration.maxNamedDatabases), "mdb_env_set_maxdbs")
-            try checkLMDB(mdb_env_set_maxreaders(env, configuration.maxReaders), "mdb_env_set_maxreaders")
-            try checkLMDB(mdb_env_set_mapsize(env, configuration.mapSizeBytes), "mdb_env_set_mapsize")
+            try checkLMDB(mdb_env_set_maxdbs(env, configuration.maxNamedDatabases), .environmentCreate, "maxdbs")
+            try checkLMDB(mdb_env_set_maxreaders(env, configuration.maxReaders), .environmentCreate, "maxreaders")
+            try checkLMDB(mdb_env_set_mapsize(env, configuration.mapSizeBytes), .setMapSize)
             // MDB_NOTLS: Swift tasks hop threads, so read transactions must not live in thread-local
             // reader slots. MDB_NORDAHEAD: the tree is read by key, read-ahead only evicts cache.
             var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD)
             if configuration.readOnly { flags |= UInt32(MDB_RDONLY) }
             if configuration.skipSync { flags |= UInt32(MDB_NOSYNC) | UInt32(MDB_NOMETASYNC) }
-            try checkLMDB(mdb_env_open(env, directory, flags, 0o644), "mdb_env_open")
+            try checkLMDB(mdb_env_open(env, directory, flags, mode_t(configuration.fileMode)), .environmentOpen)
         } catch {
             mdb_env_close(env)
             throw error
@@ -82,8 +84,8 @@ public final class Environment: @unchecked Sendable {
         }
     }
 
-    private func liveHandle(_ operation: String) throws(StorageError) -> OpaquePointer {
-        guard let env = handle else { throw StorageError(.lmdb(EINVAL), operation: "\(operation) on a closed environment") }
+    private func liveHandle(_ call: StorageError.Call) throws(StorageError) -> OpaquePointer {
+        guard let env = handle else { throw StorageError(.lmdb(EINVAL), call: call, detail: "closed environment") }
         return env
     }
 
@@ -93,7 +95,7 @@ public final class Environment: @unchecked Sendable {
     /// read transaction would stop LMDB from reusing pages freed after it began.
     public func read<T>(_ body: (borrowing ReadTransaction) throws -> T) throws -> T {
         try resizeLock.withReadLock {
-            let env = try liveHandle("mdb_txn_begin")
+            let env = try liveHandle(.beginTransaction)
             var txn: OpaquePointer?
             var code = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn)
             if code == MDB_MAP_RESIZED {
@@ -102,10 +104,10 @@ public final class Environment: @unchecked Sendable {
                 code = mdb_env_set_mapsize(env, 0)
                 if code == MDB_SUCCESS { code = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn) }
             }
-            try checkLMDB(code, "mdb_txn_begin(read)")
-            guard let txn else { throw StorageError(.lmdb(EINVAL), operation: "mdb_txn_begin(read) returned no transaction") }
+            try checkLMDB(code, .beginTransaction, "read")
+            guard let txn else { throw StorageError(.lmdb(EINVAL), call: .beginTransaction, detail: "no transaction returned") }
             defer { mdb_txn_abort(txn) }
-            return try body(ReadTransaction(txn: txn))
+            return try body(ReadTransaction(handle: TransactionHandle(txn: txn)))
         }
     }
 
@@ -113,18 +115,18 @@ public final class Environment: @unchecked Sendable {
     public func write<T>(_ body: (borrowing WriteTransaction) throws -> T) throws -> T {
         try resizeLock.withReadLock {
             try writeLock.withLock { _ in
-                let env = try liveHandle("mdb_txn_begin")
+                let env = try liveHandle(.beginTransaction)
                 var txn: OpaquePointer?
-                try checkLMDB(mdb_txn_begin(env, nil, 0, &txn), "mdb_txn_begin(write)")
-                guard let txn else { throw StorageError(.lmdb(EINVAL), operation: "mdb_txn_begin(write) returned no transaction") }
+                try checkLMDB(mdb_txn_begin(env, nil, 0, &txn), .beginTransaction, "write")
+                guard let txn else { throw StorageError(.lmdb(EINVAL), call: .beginTransaction, detail: "no transaction returned") }
                 let result: T
                 do {
-                    result = try body(WriteTransaction(txn: txn))
+                    result = try body(WriteTransaction(handle: TransactionHandle(txn: txn)))
                 } catch {
                     mdb_txn_abort(txn)
                     throw error
                 }
-                try checkLMDB(mdb_txn_commit(txn), "mdb_txn_commit")
+                try checkLMDB(mdb_txn_commit(txn), .commit)
                 return result
             }
         }
@@ -133,18 +135,18 @@ public final class Environment: @unchecked Sendable {
     /// Opens (or with `create`, creates) a named database. Call once, at open, before other work.
     public func openDatabase(named name: String, create: Bool) throws -> Database {
         if !configuration.readOnly {
-            return try write { txn in try txn.openDatabase(named: name, create: create) }
+            return try write { txn in try txn.handle.openDatabase(named: name, create: create) }
         }
         // A handle opened in a transaction that aborts is closed with it ("If the transaction is
         // aborted the handle will be closed automatically"), so the read-only open commits.
         return try resizeLock.withReadLock {
-            let env = try liveHandle("mdb_txn_begin")
+            let env = try liveHandle(.beginTransaction)
             var txn: OpaquePointer?
-            try checkLMDB(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "mdb_txn_begin(read)")
-            guard let txn else { throw StorageError(.lmdb(EINVAL), operation: "mdb_txn_begin(read) returned no transaction") }
+            try checkLMDB(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), .beginTransaction, "read")
+            guard let txn else { throw StorageError(.lmdb(EINVAL), call: .beginTransaction, detail: "no transaction returned") }
             do {
-                let database = try Transaction(txn: txn).openDatabase(named: name)
-                try checkLMDB(mdb_txn_commit(txn), "mdb_txn_commit(read)")
+                let database = try TransactionHandle(txn: txn).openDatabase(named: name)
+                try checkLMDB(mdb_txn_commit(txn), .commit, "read")
                 return database
             } catch {
                 mdb_txn_abort(txn)
@@ -159,16 +161,16 @@ public final class Environment: @unchecked Sendable {
             guard let env = handle else { return EINVAL }
             return mdb_env_set_mapsize(env, bytes)
         }
-        try checkLMDB(code, "mdb_env_set_mapsize")
+        try checkLMDB(code, .setMapSize)
     }
 
     /// Map size, last used page and last transaction ID (`mdb_env_info`).
     public func info() throws(StorageError) -> EnvironmentInfo {
-        let env = try liveHandle("mdb_env_info")
+        let env = try liveHandle(.environmentInfo)
         var raw = MDB_envinfo()
-        try checkLMDB(mdb_env_info(env, &raw), "mdb_env_info")
+        try checkLMDB(mdb_env_info(env, &raw), .environmentInfo)
         var stat = MDB_stat()
-        try checkLMDB(mdb_env_stat(env, &stat), "mdb_env_stat")
+        try checkLMDB(mdb_env_stat(env, &stat), .environmentInfo, "stat")
         return EnvironmentInfo(
             mapSizeBytes: raw.me_mapsize, lastPageNumber: raw.me_last_pgno,
             lastTransactionID: raw.me_last_txnid, pageSizeBytes: Int(stat.ms_psize),
@@ -177,30 +179,30 @@ public final class Environment: @unchecked Sendable {
 
     /// Flushes buffered commits to disk (`mdb_env_sync(env, 1)`), for the skip-sync mode.
     public func sync() throws(StorageError) {
-        let env = try liveHandle("mdb_env_sync")
-        try checkLMDB(mdb_env_sync(env, 1), "mdb_env_sync")
+        let env = try liveHandle(.environmentSync)
+        try checkLMDB(mdb_env_sync(env, 1), .environmentSync)
     }
 
     /// Writes a consistent copy of the environment to `directory` (`mdb_env_copy2`), optionally
     /// compacted (free pages omitted, pages renumbered). Runs in its own read transaction.
     public func copy(to directory: String, compact: Bool) throws(StorageError) {
-        let env = try liveHandle("mdb_env_copy2")
+        let env = try liveHandle(.environmentCopy)
         let flags = compact ? UInt32(MDB_CP_COMPACT) : 0
-        try checkLMDB(mdb_env_copy2(env, directory, flags), "mdb_env_copy2")
+        try checkLMDB(mdb_env_copy2(env, directory, flags), .environmentCopy)
     }
 
     /// Clears reader slots of dead processes; returns how many were cleared.
     @discardableResult
     public func clearStaleReaders() throws(StorageError) -> Int {
-        let env = try liveHandle("mdb_reader_check")
+        let env = try liveHandle(.readerCheck)
         var dead: Int32 = 0
-        try checkLMDB(mdb_reader_check(env, &dead), "mdb_reader_check")
+        try checkLMDB(mdb_reader_check(env, &dead), .readerCheck)
         return Int(dead)
     }
 
     /// Counts pages on LMDB's free list (free database, DBI 0) as of the last commit.
     public func freePageCount() throws -> Int {
-        try read { txn in try txn.freePageCount() }
+        try read { txn in try txn.handle.freePageCount() }
     }
 }
 

@@ -11,12 +11,13 @@ public final class File: @unchecked Sendable {
     private var descriptor: Int32
     public let path: String
 
-    /// Opens `path` for reading, or reading and writing; `create` creates it (mode 0644).
-    public init(path: String, writable: Bool, create: Bool) throws(StorageError) {
+    /// Opens `path` for reading, or reading and writing; `create` creates it with permissions `mode`
+    /// (owner-only by default: a store's files hold every document).
+    public init(path: String, writable: Bool, create: Bool, mode: UInt32 = 0o600) throws(StorageError) {
         var flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
         if create { flags |= O_CREAT }
-        let fd = retryingEINTR { open(path, flags, 0o644) }
-        guard fd >= 0 else { throw StorageError(.system(errno), operation: "open(\(path))") }
+        let fd = retryingEINTR { open(path, flags, mode_t(mode)) }
+        guard fd >= 0 else { throw StorageError(.system(errno), call: .openFile, detail: path) }
         descriptor = fd
         self.path = path
     }
@@ -33,7 +34,7 @@ public final class File: @unchecked Sendable {
     /// Current size in bytes.
     public func size() throws(StorageError) -> Int {
         var info = stat()
-        guard fstat(descriptor, &info) == 0 else { throw StorageError(.system(errno), operation: "fstat(\(path))") }
+        guard fstat(descriptor, &info) == 0 else { throw StorageError(.system(errno), call: .statFile, detail: path) }
         return Int(info.st_size)
     }
 
@@ -50,7 +51,7 @@ public final class File: @unchecked Sendable {
                 done += n
             }
         }
-        if failure != 0 { throw StorageError(.system(failure), operation: "pread(\(path))") }
+        if failure != 0 { throw StorageError(.system(failure), call: .readFile, detail: path) }
         buffer.removeSubrange(done...)
         return buffer
     }
@@ -66,27 +67,27 @@ public final class File: @unchecked Sendable {
                 done += n
             }
         }
-        if failure != 0 { throw StorageError(.system(failure), operation: "pwrite(\(path))") }
+        if failure != 0 { throw StorageError(.system(failure), call: .writeFile, detail: path) }
     }
 
     /// `fdatasync`: the data written so far (and the size) reach stable storage before it returns.
     public func synchronizeData() throws(StorageError) {
         guard retryingEINTR({ fdatasync(descriptor) }) == 0 else {
-            throw StorageError(.system(errno), operation: "fdatasync(\(path))")
+            throw StorageError(.system(errno), call: .syncFileData, detail: path)
         }
     }
 
     /// `fsync`: data and all metadata.
     public func synchronize() throws(StorageError) {
         guard retryingEINTR({ fsync(descriptor) }) == 0 else {
-            throw StorageError(.system(errno), operation: "fsync(\(path))")
+            throw StorageError(.system(errno), call: .syncFile, detail: path)
         }
     }
 
     /// Truncates (or extends with zeros) to `size` bytes.
     public func truncate(to size: Int) throws(StorageError) {
         guard retryingEINTR({ ftruncate(descriptor, off_t(size)) }) == 0 else {
-            throw StorageError(.system(errno), operation: "ftruncate(\(path))")
+            throw StorageError(.system(errno), call: .truncateFile, detail: path)
         }
     }
 
@@ -95,14 +96,14 @@ public final class File: @unchecked Sendable {
     public func tryLockExclusive() throws(StorageError) -> Bool {
         if retryingEINTR({ flock(descriptor, LOCK_EX | LOCK_NB) }) == 0 { return true }
         if errno == EWOULDBLOCK { return false }
-        throw StorageError(.system(errno), operation: "flock(\(path))")
+        throw StorageError(.system(errno), call: .lockFile, detail: path)
     }
 
     /// Atomically replaces `destination` with `source` and makes the rename durable by syncing
     /// the directory that holds both.
     public static func replace(_ destination: String, with source: String, directory: String) throws(StorageError) {
         guard rename(source, destination) == 0 else {
-            throw StorageError(.system(errno), operation: "rename(\(source), \(destination))")
+            throw StorageError(.system(errno), call: .rename, detail: destination)
         }
         try synchronizeDirectory(directory)
     }
@@ -110,10 +111,10 @@ public final class File: @unchecked Sendable {
     /// fsyncs a directory so that entries created or renamed in it are durable.
     public static func synchronizeDirectory(_ directory: String) throws(StorageError) {
         let fd = retryingEINTR { open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-        guard fd >= 0 else { throw StorageError(.system(errno), operation: "open(\(directory))") }
+        guard fd >= 0 else { throw StorageError(.system(errno), call: .openFile, detail: directory) }
         defer { _ = Glibc.close(fd) }
         guard retryingEINTR({ fsync(fd) }) == 0 else {
-            throw StorageError(.system(errno), operation: "fsync(\(directory))")
+            throw StorageError(.system(errno), call: .syncDirectory, detail: directory)
         }
     }
 
@@ -122,13 +123,15 @@ public final class File: @unchecked Sendable {
         access(path, F_OK) == 0
     }
 
-    /// Creates `directory` (and parents) if missing.
-    public static func createDirectory(_ directory: String) throws(StorageError) {
+    /// Creates `directory` if missing, with permissions `mode`, and its missing parents (0755).
+    public static func createDirectory(_ directory: String, mode: UInt32 = 0o700) throws(StorageError) {
         var prefix = directory.hasPrefix("/") ? "/" : ""
-        for component in directory.split(separator: "/") {
+        let components = directory.split(separator: "/")
+        for (index, component) in components.enumerated() {
             prefix += component + "/"
-            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
-                throw StorageError(.system(errno), operation: "mkdir(\(prefix))")
+            let permissions = index == components.count - 1 ? mode_t(mode) : 0o755
+            if mkdir(prefix, permissions) != 0 && errno != EEXIST {
+                throw StorageError(.system(errno), call: .makeDirectory, detail: prefix)
             }
         }
     }
@@ -136,7 +139,7 @@ public final class File: @unchecked Sendable {
     /// Removes a file; a missing file is not an error.
     public static func remove(_ path: String) throws(StorageError) {
         if unlink(path) != 0 && errno != ENOENT {
-            throw StorageError(.system(errno), operation: "unlink(\(path))")
+            throw StorageError(.system(errno), call: .removeFile, detail: path)
         }
     }
 
@@ -160,6 +163,18 @@ public final class File: @unchecked Sendable {
         var info = statvfs()
         guard statvfs(path, &info) == 0 else { return nil }
         return Int(info.f_bavail) * Int(info.f_frsize)
+    }
+
+    /// The permission bits of `path` (`st_mode & 0o7777`), or nil if it is missing.
+    public static func permissions(of path: String) -> UInt32? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return UInt32(info.st_mode) & 0o7777
+    }
+
+    /// Sets the permission bits of `path`.
+    public static func setPermissions(_ path: String, _ mode: UInt32) throws(StorageError) {
+        guard chmod(path, mode_t(mode)) == 0 else { throw StorageError(.system(errno), call: .changeMode, detail: path) }
     }
 
     /// True if `path` is a directory.

@@ -1,8 +1,14 @@
 import CLMDB
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A failure reported by LMDB, zlib or the operating system, with the call that failed.
 ///
-/// The engine above maps these to its public error type; user data never appears here.
+/// The engine above decides what to do through the named predicates (`isMapFull`, `isNoSpace`, …)
+/// and never sees a numeric code: every code OpLog reacts to is named here, once. User data never
+/// appears in a description.
 public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
         /// An LMDB return code (`MDB_*` or an errno LMDB passed through).
@@ -13,19 +19,32 @@ public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible 
         case compression(String)
     }
 
-    public let kind: Kind
-    /// The call that failed, e.g. `mdb_txn_commit`.
-    public let operation: String
+    /// The call that failed.
+    public enum Call: String, Sendable, Equatable {
+        case environmentCreate = "mdb_env_create", environmentOpen = "mdb_env_open", setMapSize = "mdb_env_set_mapsize"
+        case environmentInfo = "mdb_env_info", environmentSync = "mdb_env_sync", environmentCopy = "mdb_env_copy2"
+        case readerCheck = "mdb_reader_check", beginTransaction = "mdb_txn_begin", commit = "mdb_txn_commit"
+        case openDatabase = "mdb_dbi_open", get = "mdb_get", put = "mdb_put", delete = "mdb_del", statistics = "mdb_stat"
+        case openCursor = "mdb_cursor_open", moveCursor = "mdb_cursor_get", deleteAtCursor = "mdb_cursor_del"
+        case openFile = "open", statFile = "fstat", readFile = "pread", writeFile = "pwrite", syncFile = "fsync"
+        case syncFileData = "fdatasync", truncateFile = "ftruncate", lockFile = "flock", rename, syncDirectory = "fsync(dir)"
+        case makeDirectory = "mkdir", removeFile = "unlink", changeMode = "chmod"
+        case deflate, inflate, gunzip
+    }
 
-    public init(_ kind: Kind, operation: String) {
+    public let kind: Kind
+    public let call: Call
+    /// What the call was about: a path, a database name, or zlib's words. Never user data.
+    public let detail: String
+
+    public init(_ kind: Kind, call: Call, detail: String = "") {
         self.kind = kind
-        self.operation = operation
+        self.call = call
+        self.detail = detail
     }
 
     /// `MDB_MAP_FULL`: the environment's map is full; grow it or free space.
     public var isMapFull: Bool { kind == .lmdb(MDB_MAP_FULL) }
-    /// `MDB_MAP_RESIZED`: another process grew the map; adopt the new size.
-    public var isMapResized: Bool { kind == .lmdb(MDB_MAP_RESIZED) }
     /// `MDB_PANIC`: LMDB declared the environment unusable; it must be reopened.
     public var isPanic: Bool { kind == .lmdb(MDB_PANIC) }
     /// `MDB_CORRUPTED` / `MDB_PAGE_NOTFOUND` / `MDB_INVALID`: LMDB's own structures are damaged.
@@ -33,26 +52,52 @@ public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible 
         kind == .lmdb(MDB_CORRUPTED) || kind == .lmdb(MDB_PAGE_NOTFOUND) || kind == .lmdb(MDB_INVALID)
     }
     /// `ENOSPC` from LMDB or the file system.
-    public var isNoSpace: Bool { kind == .lmdb(28) || kind == .system(28) }
+    public var isNoSpace: Bool { kind == .lmdb(ENOSPC) || kind == .system(ENOSPC) }
+    /// `EIO` from LMDB: a failed write or sync whose effect on disk is unknown.
+    public var isIOError: Bool { kind == .lmdb(EIO) }
+    /// A commit that failed with `EIO`: LMDB reports a short `pwritev` of data pages that way
+    /// ("short write, filesystem full?" in `mdb_page_flush`), which is how a commit meets a full
+    /// file system mid-batch.
+    public var isFailedCommitWrite: Bool { call == .commit && kind == .lmdb(EIO) }
+    /// `MDB_NOTFOUND` from opening a named database: the file lacks it.
+    public var isMissingDatabase: Bool { call == .openDatabase && kind == .lmdb(MDB_NOTFOUND) }
+    /// At open: the file is not an LMDB environment of this LMDB version.
+    public var isForeignFile: Bool { kind == .lmdb(MDB_INVALID) || kind == .lmdb(MDB_VERSION_MISMATCH) }
+    /// At open: LMDB could not make sense of its own file — a foreign file, damaged structures, or a
+    /// damaged page size or last page that makes `mdb_env_open` fail with EINVAL or ENOMEM, or the
+    /// map-resized code persisting after the file's size was adopted.
+    public var isUnreadableFile: Bool {
+        let damaged: Set<Int32> = [MDB_INVALID, MDB_VERSION_MISMATCH, MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_BAD_TXN, MDB_MAP_RESIZED]
+        guard case let .lmdb(code) = kind else { return false }
+        return damaged.contains(code) || (call == .environmentOpen && (code == EINVAL || code == ENOMEM))
+    }
 
     public var description: String {
+        let subject = detail.isEmpty ? call.rawValue : "\(call.rawValue)(\(detail))"
         switch kind {
         case .lmdb(let code):
-            let message = String(cString: mdb_strerror(code))
-            return "\(operation) failed: \(message) (LMDB code \(code))"
+            return "\(subject) failed: \(String(cString: mdb_strerror(code))) (LMDB code \(code))"
         case .system(let code):
-            let message = String(cString: mdb_strerror(code))  // mdb_strerror falls back to strerror.
-            return "\(operation) failed: \(message) (errno \(code))"
-        case .compression(let detail):
-            return "\(operation) failed: \(detail)"
+            // mdb_strerror falls back to strerror for errno values.
+            return "\(subject) failed: \(String(cString: mdb_strerror(code))) (errno \(code))"
+        case .compression(let reason):
+            return "\(subject) failed: \(reason)"
         }
     }
 }
 
 /// The funnel every LMDB call goes through: success passes, anything else becomes a `StorageError`.
 @inline(__always)
-func checkLMDB(_ code: Int32, _ operation: @autoclosure () -> String) throws(StorageError) {
+func checkLMDB(_ code: Int32, _ call: StorageError.Call, _ detail: @autoclosure () -> String = "") throws(StorageError) {
     if code != MDB_SUCCESS {
-        throw StorageError(.lmdb(code), operation: operation())
+        throw StorageError(.lmdb(code), call: call, detail: detail())
+    }
+}
+
+/// The same for system calls that return -1 and set errno.
+@inline(__always)
+func checkSystem(_ result: some BinaryInteger, _ call: StorageError.Call, _ detail: @autoclosure () -> String) throws(StorageError) {
+    if result < 0 {
+        throw StorageError(.system(errno), call: call, detail: detail())
     }
 }

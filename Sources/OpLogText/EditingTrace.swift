@@ -1,4 +1,5 @@
 import Foundation
+import OpLog
 import OpLogStorage
 
 /// An editing session: a starting text and the patches that turn it into the final text.
@@ -86,6 +87,14 @@ public struct EditingTrace: Sendable {
 }
 
 /// A small seeded generator (SplitMix64): same seed, same sequence, on every platform.
+extension EditingTrace {
+    /// A stable op ID per (document, patch index): replaying a session after a crash repeats the
+    /// same IDs, so the append that was in flight is recognised as a retry.
+    public static func opID(document: String, patchIndex: Int) -> OpID {
+        OpID(high: StableHash.fnv1a(document), low: UInt64(patchIndex))
+    }
+}
+
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
     public init(seed: UInt64) { state = seed }

@@ -55,7 +55,7 @@ struct Bench: AsyncParsableCommand {
         defer { if !keep { removeStore(createdDirectory: createdDirectory) } }
 
         let writtenBefore = try ProcessIO.writtenBytes()
-        let opened = try OpLogStore.open(directory: store)
+        let opened = try await OpLogStore.open(directory: store)
         let progress = BenchProgress(total: plans.reduce(0) { $0 + $1.ops.count })
         progress.start("bench: \(progress.total) durable appends by \(writers) writers into \(store)")
         let clock = ContinuousClock()

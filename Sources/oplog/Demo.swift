@@ -39,7 +39,7 @@ struct Demo: AsyncParsableCommand {
         }
         var options = StoreOptions()
         options.durability = mode
-        let store = try OpLogStore.open(directory: storeOption.store, options: options)
+        let store = try await OpLogStore.open(directory: storeOption.store, options: options)
         var policy = CompactionPolicy()
         policy.snapshotEveryOps = snapshotEvery
         policy.keepOps = snapshotEvery / 2
@@ -103,8 +103,6 @@ struct Demo: AsyncParsableCommand {
     /// A stable op ID per (document, patch index): rerunning after a kill repeats the same IDs, so the
     /// append that was in flight is recognised as a retry.
     static func opID(document: String, patchIndex: Int) -> OpID {
-        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-        for byte in document.utf8 { hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
-        return OpID(high: hash, low: UInt64(patchIndex))
+        EditingTrace.opID(document: document, patchIndex: patchIndex)
     }
 }

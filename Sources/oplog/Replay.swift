@@ -73,13 +73,13 @@ func copyAndVerify(from source: String, to destination: String, compact: Bool, v
     let clock = ContinuousClock()
     let started = clock.now
     let store = try openReadOnly(source)
-    let report = try store.backup(to: destination, compact: compact)
+    let report = try await store.backup(to: destination, compact: compact)
     try await store.close()
     let seconds = (clock.now - started) / .seconds(1)
     print("\(verb) \(source) to \(destination) in \(String(format: "%.2f", seconds)) s: data file \(formatBytes(report.dataFileBytes)), journal \(formatBytes(report.journalBytes)) (\(report.journalRecords) records, \(report.journalOps) ops after applied sequence \(report.appliedSequence))")
     let copy = try openReadOnly(destination)
     defer { Task { try? await copy.close() } }
-    let verification = try copy.verify()
+    let verification = try await copy.verify()
     var replayed = 0
     try forEachDocument(copy) { document in
         _ = try copy.replay(document, with: TextReducer())

@@ -48,7 +48,7 @@ struct VerifyScan: AsyncParsableCommand {
         var options = StoreOptions()
         options.readOnly = true
         let store: OpLogStore
-        do { store = try OpLogStore.open(directory: storeOption.store, options: options) } catch {
+        do { store = try await OpLogStore.open(directory: storeOption.store, options: options) } catch {
             if case .corruption = error {
                 print("verify: \(error)")
                 throw ExitCode(1)

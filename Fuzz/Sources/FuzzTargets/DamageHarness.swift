@@ -1,3 +1,4 @@
+import OpLogTestSupport
 import Foundation
 import OpLog
 import OpLogStorage
@@ -65,7 +66,7 @@ public enum FuzzDamage {
         let (changed, forged) = (damage.changed, damage.forged)
         let readOnly = mode & 4 != 0
         let store: OpLogStore
-        do { store = try OpLogStore.open(directory: directory, options: options(readOnly: readOnly)) } catch {
+        do { store = try await OpLogStore.open(directory: directory, options: options(readOnly: readOnly)) } catch {
             try fuzzCheck(forged || changed > 0 && fuzzIsCorruption(error), "open after \(changed) damaged records failed with \(error)")
             return
         }
@@ -73,7 +74,7 @@ public enum FuzzDamage {
         if ProcessInfo.processInfo.environment["OPLOG_FUZZ_TRACE"] == "1" { print("lenient \(lenient), forged \(forged), changed \(changed)") }
         do {
             try checkReads(store, expected: expected, strict: !forged, lenient: lenient)
-            let report = try store.verify()
+            let report = try await store.verify()
             try fuzzCheck(forged || report.isClean == (changed == 0), "verify after \(changed) damaged records: \(report.problems)")
             for document in lenient { expected[document] = nil }
             if !readOnly { try await checkWrites(store, expected: expected, retries: templates.retries.filter { !lenient.contains($0.document) }, strict: !forged) }
@@ -239,7 +240,7 @@ public enum FuzzDamage {
         let strict = mode & 2 != 0
         let readOnly = mode & 4 != 0
         let store: OpLogStore
-        do { store = try OpLogStore.open(directory: directory, options: options(readOnly: readOnly, durability: strict ? .full : .lastAppendsMayBeLost)) } catch {
+        do { store = try await OpLogStore.open(directory: directory, options: options(readOnly: readOnly, durability: strict ? .full : .lastAppendsMayBeLost)) } catch {
             try fuzzCheck(forged || fuzzIsCorruption(error), "open with a damaged journal failed with \(error)")
             return
         }
@@ -252,7 +253,7 @@ public enum FuzzDamage {
                 let firstDamaged = intact.firstIndex(of: false) ?? intact.count
                 try fuzzCheck(kept <= firstDamaged, "kept \(kept) records though record \(firstDamaged + 1) is damaged")
                 try fuzzCheck(!strict || kept + 1 >= intact.count || !intact[kept + 1], "full mode kept \(kept) records though intact record \(kept + 2) follows the damage")
-                try fuzzCheck(try store.verify().isClean, "verify is not clean after recovering \(kept) journal records")
+                try await fuzzCheck(try store.verify().isClean, "verify is not clean after recovering \(kept) journal records")
             }
             try await store.close()
         } catch {
@@ -299,7 +300,7 @@ public enum FuzzDamage {
             try await store.putSnapshot(try FuzzPayloadListReducer().encode(state), of: document, at: revision)
         }
         let applied = FuzzScratch.newDirectory("template-applied")
-        var store = try OpLogStore.open(directory: applied, options: options(readOnly: false))
+        var store = try await OpLogStore.open(directory: applied, options: options(readOnly: false))
         for _ in 0..<10 { _ = try await store.append(ops(6, size: 600, compressible: true), to: a) }
         try await store.checkpoint()
         for _ in 0..<6 { _ = try await store.append(ops(10, size: 600, compressible: true), to: a) }
@@ -316,7 +317,7 @@ public enum FuzzDamage {
         let work = FuzzScratch.newDirectory("template-work")
         defer { FuzzScratch.remove(work) }
         try FuzzScratch.copyStore(from: applied, to: work)
-        store = try OpLogStore.open(directory: work, options: options(readOnly: false))
+        store = try await OpLogStore.open(directory: work, options: options(readOnly: false))
         var prefixes = [try readState(store)]
         var ends = [Int]()
         func recorded(_ body: () async throws -> Void) async throws {

@@ -1,3 +1,4 @@
+import OpLogTestSupport
 import Foundation
 import OpLog
 import OpLogStorage
@@ -116,7 +117,7 @@ public enum FuzzDecode {
         case let .record(record, frameLength):
             try fuzzCheck(frameLength >= JournalCoding.frameHeaderSize && frameLength <= bytes.count, "frame length \(frameLength) outside the input")
             for level: Int32 in [0, 1] {
-                guard let encoded = try? JournalCoding.encodeFrame(record, compressionLevel: level) else {
+                guard let encoded = try? JournalCoding.encodeFrame(record, compressionLevel: level).bytes else {
                     throw FuzzFinding("re-encoding journal record \(record.sequence) failed")
                 }
                 guard case let .record(again, length) = JournalCoding.readFrame(encoded[...]), again == record, length == encoded.count else {

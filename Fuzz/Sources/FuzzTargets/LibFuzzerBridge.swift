@@ -1,3 +1,4 @@
+import OpLogTestSupport
 import Dispatch
 import Synchronization
 

@@ -1,3 +1,4 @@
+import OpLogTestSupport
 import FuzzTargets
 
 @_cdecl("LLVMFuzzerTestOneInput")

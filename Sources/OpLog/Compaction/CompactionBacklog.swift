@@ -60,7 +60,7 @@ struct CompactionBook: Sendable {
                 backlog[document, default: CompactionBacklog()].needsRetention = true
             case let .documentDeleted(document):
                 backlog[document] = nil
-            case .truncated:
+            case .truncated, .snapshotDeleted:
                 break
             }
         }

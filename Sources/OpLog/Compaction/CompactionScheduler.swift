@@ -33,7 +33,7 @@ public final class CompactionScheduler: Service, Sendable {
     private struct Lifecycle {
         var phase = Phase.created
         var busy = false
-        var observerToken: Int?
+        var observation: CommitObservation?
         var task: Task<Void, Never>?
         var drainWaiters: [CheckedContinuation<Void, Never>] = []
     }
@@ -137,29 +137,29 @@ public final class CompactionScheduler: Service, Sendable {
     }
 
     private func begin() throws(OpLogError) {
-        let token = store.observers.add { [weak self] events in
-            self?.book.withLock { $0.record(events) }
+        let observation = store.observeCommits { [weak self] commit in
+            self?.book.withLock { $0.record(commit.events) }
             self?.wakeUp.signal()
         }
         let claimed = lifecycle.withLock { state -> Bool in
             guard state.phase == .created else { return false }
             state.phase = .running
-            state.observerToken = token
+            state.observation = observation
             return true
         }
         guard claimed else {
-            store.observers.remove(token)
+            observation.cancel()
             throw .invalidArgument("the compaction scheduler runs once; create another to run again")
         }
     }
 
     private func end() {
-        let (token, waiters) = lifecycle.withLock { state in
+        let (observation, waiters) = lifecycle.withLock { state in
             state.phase = .stopped
-            defer { state.drainWaiters = [] }
-            return (state.observerToken, state.drainWaiters)
+            defer { state.drainWaiters = []; state.observation = nil }
+            return (state.observation, state.drainWaiters)
         }
-        if let token { store.observers.remove(token) }
+        observation?.cancel()
         for waiter in waiters { waiter.resume() }
     }
 

@@ -32,7 +32,7 @@ package enum RecordFrame {
     package static let compressionThresholdBytes = 64
 
     /// Frames `body` for storage under `key`, compressing it when that saves space.
-    package static func encode(kind: RecordKind, key: [UInt8], body: [UInt8], compressionLevel: Int32) throws -> [UInt8] {
+    package static func encode(kind: RecordKind, key: [UInt8], body: [UInt8], compressionLevel: Int32) throws(StorageError) -> [UInt8] {
         var codec = Codec.raw
         var stored = body
         if compressionLevel > 0, body.count >= compressionThresholdBytes {

@@ -57,14 +57,12 @@ final class Journal {
         do {
             let file = try File(path: path, writable: false, create: false)
             let size = try file.size()
-            guard size <= Limits.journalRecordBytesMax * 4 + (1 << 30) else {
+            guard size <= Limits.journalFileBytesMax else {
                 throw OpLogError.corruption(CorruptionLocation(area: "journal"), detail: "journal of \(size) bytes exceeds any size OpLog writes")
             }
             bytes = try file.read(at: 0, count: size)
-        } catch let error as OpLogError {
-            throw error
         } catch {
-            throw OpLogError.wrap(error)
+            throw OpLogError(mapping: error)
         }
         let header: (version: UInt32, baseSequence: UInt64)
         do { header = try JournalCoding.decodeFileHeader(bytes) } catch {
@@ -119,11 +117,11 @@ final class Journal {
 
     /// Creates an empty journal whose first record will be `baseSequence`, atomically replacing any
     /// existing one (write a temporary file, sync it, rename, sync the directory).
-    static func create(directory: String, baseSequence: UInt64) throws(StorageError) -> Journal {
+    static func create(directory: String, baseSequence: UInt64, mode: UInt32) throws(StorageError) -> Journal {
         let path = directory + "/" + fileName
         let temporary = path + ".new"
         try File.remove(temporary)
-        let file = try File(path: temporary, writable: true, create: true)
+        let file = try File(path: temporary, writable: true, create: true, mode: mode)
         try file.write(JournalCoding.encodeFileHeader(baseSequence: baseSequence), at: 0)
         try file.synchronize()
         try File.replace(path, with: temporary, directory: directory)

@@ -34,6 +34,68 @@ public enum Limits {
     public static let readOpsMax = 100_000
     /// Documents listed per page.
     public static let listDocumentsMax = 10_000
+    /// Largest journal file a reader accepts: a few applies' worth that failed plus the largest
+    /// record. Anything bigger is not a journal OpLog wrote.
+    public static let journalFileBytesMax = journalRecordBytesMax * 4 + (1 << 30)
+
+    // MARK: - Batches, retries and internal bounds (not caller-visible limits)
+
+    /// Ops read per batch during replay: memory stays bounded by the state plus one batch.
+    public static let replayBatchOps = 1_000
+    /// Ops a subscription reads from the store per catch-up step.
+    static let subscriptionCatchUpOps = 256
+    /// Entries read per read transaction while scanning (`verify`, `spaceUsage`), so a long scan
+    /// never pins old pages.
+    static let scanBatchEntries = 512
+    /// Dedupe indexes the writer keeps in memory at once (each up to `dedupeWindowOps` entries).
+    static let dedupeIndexesMax = 4_096
+    /// Entries per dedupe record: 100 of about 17 bytes stay under 1.8 KiB, inside an LMDB leaf
+    /// page (a larger value goes to overflow pages and wastes up to a page of slack each).
+    static let dedupeEntriesPerRecord = 100
+    /// A read that meets a gap (an apply or truncation between reading the view and LMDB) tries
+    /// again; this many gaps in a row mean the data itself has a hole.
+    static let readAttemptsMax = 3
+    /// Replay restarts from a newer snapshot when compaction truncates under it, at most this often.
+    static let replayAttemptsMax = 4
+    /// A read-only open retries reading the journal and LMDB together while a writer replaces it.
+    static let recoveryReadAttemptsMax = 3
+    /// `backup` copies again when an apply replaced the journal under the copy, at most this often.
+    static let backupCopyAttemptsMax = 5
+    /// Taking the writer lock: a child process forked by this one (any `Process` launch) shares the
+    /// lock's open file description until it execs, so the lock is retried briefly.
+    static let writerLockAttempts = 50
+    static let writerLockRetryMicroseconds: UInt32 = 10_000
+    /// Journaled bytes beyond this many applies' worth mean applies keep failing: appends are
+    /// refused with `storageFull` instead of letting the journal grow without bound.
+    static let unappliedJournalApplies = 4
+    /// A commit's EIO counts as a full file system only while less than this is free.
+    static let fileSystemNearlyFullBytes = 1 << 20
+    /// Per-op bytes besides payload and author in the stored encoding (op ID, time and length
+    /// fields), for the estimates of stored sizes, space and group-commit bounds.
+    static let opOverheadBytesEstimate = 24
+
+    /// The estimated stored size of one op.
+    static func estimatedStoredBytes(of op: StoredOp) -> Int {
+        op.payload.count + op.author.count + opOverheadBytesEstimate
+    }
+
+    static func estimatedStoredBytes(of op: NewOp) -> Int {
+        op.payload.count + op.author.count + opOverheadBytesEstimate
+    }
+
+    /// The relations between the limits that the code relies on; checked by the tests and, in
+    /// debug builds, at every open.
+    static var relationsHold: Bool {
+        opsPerAppendMax <= opsPerBatchMax
+            && batchPayloadBytesMax + opsPerBatchMax * (authorBytesMax + 64) < journalRecordBytesMax
+            && payloadBytesMax <= batchPayloadBytesMax
+            && snapshotBytesMax < recordBodyBytesMax
+            && chunkRawBytesTarget + payloadBytesMax + authorBytesMax + 64 < recordBodyBytesMax
+            && documentIDBytesMax + 9 <= 511  // LMDB's default maximum key size
+            && dedupeEntriesPerRecord * 17 + 32 < 2_000  // inside a leaf page of 4 KiB
+            && replayBatchOps <= readOpsMax && subscriptionCatchUpOps <= readOpsMax
+            && journalRecordBytesMax < journalFileBytesMax
+    }
 }
 
 /// The name of a limit, carried by `OpLogError.limitExceeded`.

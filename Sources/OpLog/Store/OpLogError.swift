@@ -62,13 +62,20 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     case unsupportedFormatVersion(found: UInt32, supported: UInt32)
     /// Another process has the store open for writing.
     case lockedByAnotherProcess(path: String)
+    /// This process has the store open already (as a writer or a reader). LMDB forbids opening one
+    /// environment twice in a process: use the open `OpLogStore`, or close it first.
+    case alreadyOpenInThisProcess(path: String)
     /// The store was opened read-only.
     case readOnly
     case closed
     /// An I/O failure left the in-memory state uncertain; close and reopen the store.
     case reopenRequired(reason: String)
-    /// LMDB, zlib or the file system failed.
-    case storage(StorageError)
+    /// LMDB, zlib or the file system failed in a way none of the cases above describes.
+    case storage(StorageFailure)
+    /// Replay: the caller's reducer threw on the op at `revision`.
+    case reducerFailed(document: DocumentID, revision: Revision, detail: String)
+    /// Replay: the reducer could not decode the snapshot at `revision`.
+    case snapshotUndecodable(document: DocumentID, revision: Revision, detail: String)
 
     public var description: String {
         switch self {
@@ -107,27 +114,59 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
             return "store format version \(found) is newer than this build reads (\(supported))"
         case let .lockedByAnotherProcess(path):
             return "store '\(path)' is open for writing in another process"
+        case let .alreadyOpenInThisProcess(path):
+            return "store '\(path)' is already open in this process; use that OpLogStore or close it first"
         case .readOnly:
             return "store is open read-only"
         case .closed:
             return "store is closed"
         case let .reopenRequired(reason):
             return "store must be reopened: \(reason)"
-        case let .storage(error):
-            return error.description
+        case let .storage(failure):
+            return failure.description
+        case let .reducerFailed(document, revision, detail):
+            return "reducer rejected op \(revision) of '\(document)': \(detail)"
+        case let .snapshotUndecodable(document, revision, detail):
+            return "snapshot \(revision) of '\(document)' does not decode: \(detail)"
         }
     }
 }
 
+/// A failure of LMDB, zlib or the file system that OpLog has no more specific case for.
+public struct StorageFailure: Sendable, Equatable, CustomStringConvertible {
+    /// The failing call (`mdb_txn_commit`, `fdatasync`, …), for logs and bug reports.
+    public let call: String
+    /// The code LMDB or the operating system returned (an `MDB_*` code or an errno), if any.
+    public let code: Int32?
+    public let description: String
+}
+
 extension OpLogError {
-    /// Wraps an error from the storage layer (or passes an `OpLogError` through).
-    static func wrap(_ error: any Error) -> OpLogError {
-        if let error = error as? OpLogError { return error }
-        if let failure = error as? Journal.AppendFailure { return wrap(failure.storageError) }
-        if let error = error as? StorageError {
-            if error.isLMDBCorruption { return .corruption(CorruptionLocation(area: "lmdb"), detail: error.description) }
-            return .storage(error)
+    /// The public form of a storage-layer failure. Damage LMDB detects in its own pages becomes
+    /// `corruption`; everything else `storage`. The one place a `StorageError` becomes an
+    /// `OpLogError` without a more specific meaning.
+    init(_ error: StorageError) {
+        if error.isLMDBCorruption {
+            self = .corruption(CorruptionLocation(area: "lmdb"), detail: error.description)
+            return
         }
-        return .invalidArgument("unexpected error: \(error)")
+        let code: Int32?
+        switch error.kind {
+        case let .lmdb(value), let .system(value): code = value
+        case .compression: code = nil
+        }
+        self = .storage(StorageFailure(call: error.call.rawValue, code: code, description: error.description))
+    }
+
+    /// Maps what an LMDB transaction body or a storage call threw. Only OpLog's own error types can
+    /// arrive here; anything else is a bug in OpLog.
+    init(mapping error: any Error) {
+        switch error {
+        case let error as OpLogError: self = error
+        case let error as StorageError: self.init(error)
+        default:
+            assertionFailure("OpLog bug: an error of unexpected type \(type(of: error)) reached the engine: \(error)")
+            self = .reopenRequired(reason: "internal error: \(error)")
+        }
     }
 }

@@ -53,6 +53,12 @@ public struct StoreOptions: Sendable {
     /// creation times, and (through `CompactionScheduler`) the compaction age triggers and waits.
     /// `SystemClock()` by default; tests pass a `ManualClock`. See `StoreClock`.
     public var clock: any StoreClock = SystemClock()
+    /// Permissions of the files the store creates (`data.mdb`, `lock.mdb`, the journal, the copies
+    /// `backup` writes). Owner-only by default: every document is readable from them. Widen it (to
+    /// `0o640`, say) only for a group that may read every document.
+    public var filePermissions: UInt32 = 0o600
+    /// Permissions of a store directory the store creates (and of backup directories).
+    public var directoryPermissions: UInt32 = 0o700
 
     public init() {}
 
@@ -70,5 +76,7 @@ public struct StoreOptions: Sendable {
         try require(dedupeWindowMilliseconds >= 0, "dedupeWindowMilliseconds must not be negative")
         try require((1...100_000).contains(groupCommitMaxOps), "groupCommitMaxOps must be 1...100,000")
         try require((1 << 16...Limits.journalRecordBytesMax / 2).contains(groupCommitMaxBytes), "groupCommitMaxBytes must be 64 KiB ... 32 MiB")
+        try require(filePermissions & ~0o666 == 0 && filePermissions & 0o600 == 0o600, "filePermissions must allow the owner to read and write and set no execute or special bits")
+        try require(directoryPermissions & ~0o777 == 0 && directoryPermissions & 0o700 == 0o700, "directoryPermissions must give the owner full access and set no special bits")
     }
 }

@@ -1,0 +1,218 @@
+import OpLogStorage
+
+/// One change carried by a journal record.
+package enum JournalEntry: Equatable, Sendable {
+    /// Ops appended to a document; revisions are consecutive from `ops[0].revision`.
+    case ops(document: DocumentID, ops: [StoredOp])
+    /// The document's floor moved up to `floor` (ops below it are truncated).
+    case truncate(document: DocumentID, floor: Revision)
+
+    /// The document the entry changes.
+    package var document: DocumentID {
+        switch self {
+        case let .ops(document, _), let .truncate(document, _): return document
+        }
+    }
+
+    /// The ops the entry appends (none for a truncation).
+    package var ops: [StoredOp] {
+        if case let .ops(_, ops) = self { return ops }
+        return []
+    }
+}
+
+/// A group commit: every entry of one journal record became durable with one sync.
+package struct JournalRecord: Equatable, Sendable {
+    package var sequence: UInt64
+    package var entries: [JournalEntry]
+}
+
+/// Journal file layout (FORMAT.md, "Journal").
+///
+/// File header, 32 bytes:
+///
+///     0         8        12       16              24        28        32
+///     | OPLOGJNL | version | 0      | base sequence | CRC-32  | 0       |
+///
+/// Record frame, 24-byte header then the stored body:
+///
+///     0              4           8          16     17      20       24
+///     | stored length| raw length| sequence | codec| 0 0 0 | CRC-32  | body ...
+///
+/// Integers little-endian. The header CRC covers header bytes 0..<24; the record CRC covers frame
+/// bytes 0..<20 and the stored body.
+package enum JournalCoding {
+    package static let magic = Array("OPLOGJNL".utf8)
+    package static let version: UInt32 = 1
+    package static let fileHeaderSize = 32
+    package static let frameHeaderSize = 24
+    package static let entryOps: UInt8 = 1
+    package static let entryTruncate: UInt8 = 2
+
+    package static func encodeFileHeader(baseSequence: UInt64) -> [UInt8] {
+        var writer = ByteWriter(capacity: fileHeaderSize)
+        writer.bytes(magic)
+        writer.u32(version)
+        writer.u32(0)
+        writer.u64(baseSequence)
+        let crc = Zlib.crc32(writer.bytes)
+        writer.u32(crc)
+        writer.u32(0)
+        return writer.bytes
+    }
+
+    /// Returns the journal format version and base sequence. The caller decides what to do with a
+    /// version it does not know.
+    package static func decodeFileHeader(_ bytes: [UInt8]) throws(DecodeError) -> (version: UInt32, baseSequence: UInt64) {
+        guard bytes.count >= fileHeaderSize else { throw DecodeError("journal header is truncated (\(bytes.count) bytes)") }
+        var reader = ByteReader(bytes[0..<fileHeaderSize])
+        guard Array(try reader.take(8)) == magic else { throw DecodeError("journal lacks the OPLOGJNL magic") }
+        let fileVersion = try reader.u32()
+        let reserved = try reader.u32()
+        let base = try reader.u64()
+        let crc = try reader.u32()
+        let reservedTail = try reader.u32()
+        guard crc == Zlib.crc32(Array(bytes[0..<24])) else { throw DecodeError("journal header checksum mismatch") }
+        guard reserved == 0, reservedTail == 0 else { throw DecodeError("journal header reserved words are not zero") }
+        guard fileVersion >= 1 else { throw DecodeError("journal version 0") }
+        guard base >= 1 else { throw DecodeError("journal base sequence is 0") }
+        return (fileVersion, base)
+    }
+
+    package static func encodeBody(_ entries: [JournalEntry]) -> [UInt8] {
+        var writer = ByteWriter(capacity: 256)
+        writer.varint(UInt64(entries.count))
+        for entry in entries {
+            switch entry {
+            case let .ops(document, ops):
+                writer.u8(entryOps)
+                writer.lengthPrefixed(document.utf8)
+                writer.varint(ops.first?.revision ?? 0)
+                writer.varint(UInt64(ops.count))
+                OpSequenceCoding.encode(ops, into: &writer)
+            case let .truncate(document, floor):
+                writer.u8(entryTruncate)
+                writer.lengthPrefixed(document.utf8)
+                writer.varint(floor)
+            }
+        }
+        return writer.bytes
+    }
+
+    package static func decodeBody(_ body: [UInt8]) throws(DecodeError) -> [JournalEntry] {
+        var reader = ByteReader(body)
+        let count = try reader.boundedVarint(maximum: reader.remaining / 3, what: "journal entry count")
+        var entries: [JournalEntry] = []
+        for _ in 0..<count {
+            let kind = try reader.u8()
+            let idBytes = try reader.lengthPrefixed(maximum: Limits.documentIDBytesMax, what: "document ID length")
+            guard let document = DocumentID(keyBytes: idBytes[...]) else { throw DecodeError("journal entry has an invalid document ID") }
+            switch kind {
+            case entryOps:
+                let first = try reader.varint()
+                let opCount = try reader.boundedVarint(maximum: reader.remaining / 20 + 1, what: "op count")
+                guard opCount >= 1 else { throw DecodeError("journal ops entry holds no ops") }
+                entries.append(.ops(document: document, ops: try OpSequenceCoding.decode(count: opCount, firstRevision: first, from: &reader)))
+            case entryTruncate:
+                let floor = try reader.varint()
+                guard floor >= 2 else { throw DecodeError("journal truncation to floor \(floor)") }
+                entries.append(.truncate(document: document, floor: floor))
+            default:
+                throw DecodeError("unknown journal entry kind \(kind)")
+            }
+        }
+        try reader.expectEnd("journal record")
+        return entries
+    }
+
+    /// An encoded record frame and the raw length of its body.
+    package struct Frame {
+        package var bytes: [UInt8]
+        package var rawLength: Int
+    }
+
+    package static func encodeFrame(_ record: JournalRecord, compressionLevel: Int32) throws(StorageError) -> Frame {
+        let body = encodeBody(record.entries)
+        var codec = Codec.raw
+        var stored = body
+        if compressionLevel > 0, body.count >= RecordFrame.compressionThresholdBytes {
+            let compressed = try Zlib.compress(body, level: compressionLevel)
+            if compressed.count + body.count / 16 < body.count {
+                codec = .zlib
+                stored = compressed
+            }
+        }
+        return Frame(bytes: encodeFrame(sequence: record.sequence, codec: codec, stored: stored, rawLength: body.count), rawLength: body.count)
+    }
+
+    package static func encodeFrame(sequence: UInt64, codec: Codec, stored: [UInt8], rawLength: Int) -> [UInt8] {
+        var writer = ByteWriter(capacity: frameHeaderSize + stored.count)
+        writer.u32(UInt32(stored.count))
+        writer.u32(UInt32(rawLength))
+        writer.u64(sequence)
+        writer.u8(codec.rawValue)
+        writer.bytes([0, 0, 0])
+        writer.u32(0)
+        writer.bytes(stored)
+        var frame = writer.bytes
+        let crc = frameChecksum(frame[...])
+        frame.withUnsafeMutableBytes { raw in
+            for index in 0..<4 { raw[20 + index] = UInt8(truncatingIfNeeded: crc >> (8 * index)) }
+        }
+        return frame
+    }
+
+    package static func frameChecksum(_ frame: ArraySlice<UInt8>) -> UInt32 {
+        frame.withUnsafeBytes { raw in
+            let crc = Zlib.crc32(UnsafeRawBufferPointer(rebasing: raw[0..<20]))
+            return Zlib.crc32(UnsafeRawBufferPointer(rebasing: raw[frameHeaderSize...]), seed: crc)
+        }
+    }
+
+    /// The outcome of reading one frame at an offset.
+    package enum FrameRead {
+        case record(JournalRecord, frameLength: Int)
+        /// Not a valid frame: the end of the written journal, or damage; the caller decides which.
+        case invalid(reason: String, claimedLength: Int?)
+        /// The checksum matched but the body does not decode: written wrongly, never torn.
+        case undecodable(reason: String)
+    }
+
+    /// Reads the frame starting at `bytes.startIndex`.
+    package static func readFrame(_ bytes: ArraySlice<UInt8>) -> FrameRead {
+        guard bytes.count >= frameHeaderSize else { return .invalid(reason: "truncated frame header", claimedLength: nil) }
+        var reader = ByteReader(bytes)
+        do {
+            let storedLength = Int(try reader.u32())
+            let rawLength = Int(try reader.u32())
+            let sequence = try reader.u64()
+            let codecByte = try reader.u8()
+            let reserved = try reader.take(3)
+            let crc = try reader.u32()
+            guard storedLength <= Limits.journalRecordBytesMax, rawLength <= Limits.journalRecordBytesMax else {
+                return .invalid(reason: "frame length \(storedLength) exceeds the limit", claimedLength: nil)
+            }
+            let frameLength = frameHeaderSize + storedLength
+            guard bytes.count >= frameLength else { return .invalid(reason: "truncated frame body", claimedLength: frameLength) }
+            let frame = bytes[bytes.startIndex..<(bytes.startIndex + frameLength)]
+            guard crc == frameChecksum(frame) else { return .invalid(reason: "frame checksum mismatch", claimedLength: frameLength) }
+            guard reserved.allSatisfy({ $0 == 0 }) else { throw DecodeError("reserved frame bytes are not zero") }
+            let stored = Array(try reader.take(storedLength))
+            let body: [UInt8]
+            switch Codec(rawValue: codecByte) {
+            case .raw:
+                guard rawLength == storedLength else { throw DecodeError("raw frame with raw length ≠ stored length") }
+                body = stored
+            case .zlib:
+                do { body = try Zlib.decompress(stored[...], expectedCount: rawLength) } catch { throw DecodeError("compressed journal body: \(error)") }
+            case nil:
+                throw DecodeError("unknown codec \(codecByte)")
+            }
+            return .record(JournalRecord(sequence: sequence, entries: try decodeBody(body)), frameLength: frameLength)
+        } catch {
+            // A frame whose checksum matched but whose body does not decode was written by a buggy
+            // writer or damaged before the checksum was computed; callers report it as corruption.
+            return .undecodable(reason: "checksummed frame does not decode: \(error)")
+        }
+    }
+}

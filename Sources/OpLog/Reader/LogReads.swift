@@ -1,0 +1,72 @@
+import OpLogStorage
+
+/// Reads of a document's ops: LMDB's chunks below the journaled tail, then the tail from memory.
+extension Reader {
+    /// Ops of `document` from revision `from` upward, at most `limit` of them, in revision order.
+    ///
+    /// Returns an empty array for `from == head + 1` (nothing new); an unknown document reads as an
+    /// empty one (head 0).
+    /// Never waits for writers: it reads an LMDB snapshot and the in-memory tail.
+    /// - Throws: `belowFloor` (with the snapshot hint) when `from` was truncated; `beyondHead` when
+    ///   `from > head + 1`; `corruption` naming the damaged record.
+    func ops(of document: DocumentID, from: Revision, limit: Int) throws(OpLogError) -> [StoredOp] {
+        guard limit >= 1 else { throw .invalidArgument("limit must be at least 1, got \(limit)") }
+        guard limit <= Limits.readOpsMax else { throw .limitExceeded(.readOps, value: limit, maximum: Limits.readOpsMax) }
+        guard from >= 1 else { throw .invalidArgument("revisions start at 1") }
+        // An apply or truncation between reading the view and LMDB can make one attempt see a gap;
+        // the next attempt sees the newer state. Three in a row means the data itself has a hole.
+        var lastGap = ""
+        for _ in 0..<Limits.readAttemptsMax {
+            let view = try currentView(of: document)
+            do {
+                return try readOps(document, from: from, limit: limit, view: view)
+            } catch let gap as ReadGap {
+                lastGap = gap.detail
+            } catch {
+                throw OpLogError(mapping: error)
+            }
+        }
+        throw .corruption(CorruptionLocation(area: "ops", document: document, revision: from), detail: lastGap)
+    }
+
+    struct ReadGap: Error { let detail: String }
+
+    private func readOps(_ document: DocumentID, from: Revision, limit: Int, view found: DocumentView?) throws -> [StoredOp] {
+        // An unknown document reads as an empty one: head 0, floor 1.
+        let view = found ?? DocumentView(record: .empty)
+        if from < view.floor {
+            throw OpLogError.belowFloor(document: document, requested: from, floor: view.floor, latestSnapshot: try latestSnapshotRevision(document, atOrBelow: view.floor - 1))
+        }
+        if from > view.head + 1 { throw OpLogError.beyondHead(document: document, requested: from, head: view.head) }
+        let wanted = min(UInt64(limit), view.head + 1 - from)
+        if wanted == 0 { return [] }
+        let lmdbEnd = view.pending.first?.revision ?? (view.head + 1)  // LMDB holds [floor, lmdbEnd)
+        var result: [StoredOp] = []
+        result.reserveCapacity(Int(wanted))
+        if from < lmdbEnd {
+            try tables.environment.read { (txn: borrowing ReadTransaction) in
+                try txn.withCursor(tables.ops) { cursor in
+                    var entry = try cursor.seek(containing: KeyCoding.revisionKey(document, from), prefix: KeyCoding.documentPrefix(document))
+                    while let current = entry, KeyCoding.belongs(current.key, to: document), UInt64(result.count) < wanted {
+                        let chunk = try StoreTables.decodeChunk(current, document: document)
+                        for op in chunk where op.revision >= from + UInt64(result.count) && op.revision < lmdbEnd && UInt64(result.count) < wanted {
+                            result.append(op)
+                        }
+                        if (chunk.last?.revision ?? 0) + 1 >= lmdbEnd { break }
+                        entry = try cursor.next()
+                    }
+                }
+            }
+        }
+        for op in view.pending where UInt64(result.count) < wanted && op.revision == from + UInt64(result.count) {
+            result.append(op)
+        }
+        for (index, op) in result.enumerated() where op.revision != from + UInt64(index) {
+            throw ReadGap(detail: "expected revision \(from + UInt64(index)), found \(op.revision)")
+        }
+        guard UInt64(result.count) == wanted else {
+            throw ReadGap(detail: "found \(result.count) of \(wanted) ops from revision \(from) (head \(view.head))")
+        }
+        return result
+    }
+}

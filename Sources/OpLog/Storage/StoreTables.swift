@@ -1,0 +1,149 @@
+import OpLogStorage
+
+/// The LMDB environment and its named databases (FORMAT.md, "Environment").
+package struct StoreTables: Sendable {
+    package let environment: Environment
+    /// `meta`: format version and applied journal sequence.
+    package let meta: Database
+    /// `documents`: document ID → document record.
+    package let documents: Database
+    /// `ops`: (document, first revision) → op chunk.
+    package let ops: Database
+    /// `snapshots`: (document, revision) → snapshot.
+    package let snapshots: Database
+    /// `dedupe`: (document, first revision) → op IDs of truncated ops still in the dedupe window.
+    package let dedupe: Database
+
+    package static let formatKey = Array("format".utf8)
+    package static let appliedKey = Array("applied".utf8)
+    package static let names = ["meta", "documents", "ops", "snapshots", "dedupe"]
+
+    package static func open(directory: String, options: StoreOptions, mapSizeBytes: Int) throws(OpLogError) -> StoreTables {
+        var configuration = EnvironmentConfiguration(mapSizeBytes: mapSizeBytes)
+        configuration.readOnly = options.readOnly
+        configuration.skipSync = options.durability == .mayCorruptOnSystemCrash
+        configuration.fileMode = options.filePermissions
+        let environment: Environment
+        do { environment = try Environment(directory: directory, configuration: configuration) } catch {
+            throw openFailure(error, directory: directory)
+        }
+        let create = !options.readOnly
+        do {
+            return StoreTables(
+                environment: environment,
+                meta: try environment.openDatabase(named: "meta", create: create),
+                documents: try environment.openDatabase(named: "documents", create: create),
+                ops: try environment.openDatabase(named: "ops", create: create),
+                snapshots: try environment.openDatabase(named: "snapshots", create: create),
+                dedupe: try environment.openDatabase(named: "dedupe", create: create))
+        } catch let error as StorageError where error.isMissingDatabase {
+            environment.close()
+            // Next to a journal, data.mdb was an OpLog store's: its main database is damaged.
+            if File.exists(directory + "/" + Journal.fileName) {
+                throw .corruption(CorruptionLocation(area: "lmdb"), detail: "data.mdb lacks OpLog's named databases though a journal exists: its main database is damaged")
+            }
+            throw .notAStore(path: directory, detail: "the LMDB file lacks OpLog's named databases")
+        } catch {
+            environment.close()
+            throw openFailure(error, directory: directory)
+        }
+    }
+
+    /// What a failure to open LMDB means for a store directory.
+    private static func openFailure(_ error: any Error, directory: String) -> OpLogError {
+        guard let storage = error as? StorageError else { return OpLogError(mapping: error) }
+        if storage.isUnreadableFile && File.exists(directory + "/" + Journal.fileName) {
+            // Next to a journal, data.mdb was an OpLog store's: LMDB could not read its own pages.
+            return .corruption(CorruptionLocation(area: "lmdb"), detail: "data.mdb could not be read at open: \(storage.description)")
+        }
+        if storage.isForeignFile {
+            return .notAStore(path: directory, detail: "data.mdb is not a readable LMDB file (\(storage.description))")
+        }
+        return OpLogError(storage)
+    }
+
+    /// Runs `body` in a write transaction; every failure comes out as an `OpLogError`. (The writer's
+    /// own commits go through `Writer.writeGrowing`, which also handles a full map.)
+    package func write<T>(_ body: (borrowing WriteTransaction) throws -> T) throws(OpLogError) -> T {
+        do { return try environment.write(body) } catch { throw OpLogError(mapping: error) }
+    }
+
+    /// Runs `body` in a read transaction; every failure comes out as an `OpLogError`.
+    package func read<T>(_ body: (borrowing ReadTransaction) throws -> T) throws(OpLogError) -> T {
+        do { return try environment.read(body) } catch { throw OpLogError(mapping: error) }
+    }
+
+    /// Reads and checks a framed record; damage becomes `OpLogError.corruption` at `location`.
+    package static func decodeFrame(_ value: [UInt8], key: [UInt8], kind: RecordKind, location: CorruptionLocation) throws(OpLogError) -> [UInt8] {
+        do { return try RecordFrame.decode(value, key: key, expecting: kind) } catch {
+            throw .corruption(location, detail: error.description)
+        }
+    }
+
+    /// Checks and decodes a record stored under a (document, revision) key, and checks that the
+    /// revision its body names (`revisionOf`) is the key's: a record under the wrong key is damage.
+    package static func decodeRevisionRecord<T>(_ entry: Entry, document: DocumentID, area: String, kind: RecordKind,
+                                        decode: ([UInt8]) throws(DecodeError) -> T, revisionOf: (T) -> Revision?) throws(OpLogError) -> T {
+        let revision = KeyCoding.parseRevisionKey(entry.key)?.revision
+        let location = CorruptionLocation(area: area, document: document, revision: revision)
+        let body = try decodeFrame(entry.value, key: entry.key, kind: kind, location: location)
+        let value: T
+        do { value = try decode(body) } catch { throw .corruption(location, detail: error.description) }
+        guard let named = revisionOf(value), named == revision else {
+            throw .corruption(location, detail: "the record names revision \(revisionOf(value) ?? 0), its key says \(revision ?? 0)")
+        }
+        return value
+    }
+
+    package func readDocumentRecord(_ txn: borrowing some ReadableTransaction & ~Copyable, _ document: DocumentID) throws -> DocumentRecord? {
+        let key = KeyCoding.documentKey(document)
+        let location = CorruptionLocation(area: "documents", document: document)
+        guard let value = try txn.get(documents, key: key) else {
+            // Op chunks and dedupe records are written and deleted only together with their
+            // document record, in one commit. Finding some without it means the record's key was
+            // damaged: report that instead of reading the document as empty. (Snapshots may
+            // precede a document's first apply, so they prove nothing here.)
+            for (table, name) in [(ops, "op chunk"), (dedupe, "dedupe")] {
+                let orphan = try txn.withCursor(table) { cursor in
+                    try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).map { KeyCoding.belongs($0.key, to: document) } ?? false
+                }
+                if orphan {
+                    throw OpLogError.corruption(location, detail: "\(name) records exist but the document record is missing (damaged key?)")
+                }
+            }
+            return nil
+        }
+        let body = try Self.decodeFrame(value, key: key, kind: .document, location: location)
+        do { return try DocumentRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
+    }
+
+    package func readAppliedSequence(_ txn: borrowing some ReadableTransaction & ~Copyable) throws -> UInt64 {
+        guard let value = try txn.get(meta, key: Self.appliedKey) else { return 0 }
+        let location = CorruptionLocation(area: "meta")
+        let body = try Self.decodeFrame(value, key: Self.appliedKey, kind: .appliedSequence, location: location)
+        do { return try AppliedSequenceRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
+    }
+
+    package func readFormat(_ txn: borrowing some ReadableTransaction & ~Copyable) throws -> FormatRecord? {
+        guard let value = try txn.get(meta, key: Self.formatKey) else { return nil }
+        let location = CorruptionLocation(area: "meta")
+        let body = try Self.decodeFrame(value, key: Self.formatKey, kind: .format, location: location)
+        do { return try FormatRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
+    }
+
+    /// Decodes an op chunk and checks it against its key.
+    package static func decodeChunk(_ entry: Entry, document: DocumentID) throws(OpLogError) -> [StoredOp] {
+        try decodeRevisionRecord(entry, document: document, area: "ops", kind: .opChunk,
+                                 decode: OpChunkRecord.decode, revisionOf: { $0.first?.revision })
+    }
+
+    package static func decodeSnapshot(_ entry: Entry, document: DocumentID) throws(OpLogError) -> Snapshot {
+        try decodeRevisionRecord(entry, document: document, area: "snapshots", kind: .snapshot,
+                                 decode: SnapshotRecord.decode, revisionOf: { $0.revision })
+    }
+
+    package static func decodeDedupe(_ entry: Entry, document: DocumentID) throws(OpLogError) -> DedupeRecord {
+        try decodeRevisionRecord(entry, document: document, area: "dedupe", kind: .dedupe,
+                                 decode: DedupeRecord.decode, revisionOf: { $0.firstRevision })
+    }
+}

@@ -1,0 +1,74 @@
+/// Mutations. Each is `async`: it queues a request for the writer thread and resumes when the
+/// change is durable (per `StoreOptions.durability`) and visible to reads.
+extension OpLogStore {
+    /// Appends `ops` to `document` atomically and returns once they are durable (per `durability`).
+    ///
+    /// The store assigns revisions head+1 … head+n and the server timestamps. If every op ID was
+    /// accepted before, nothing is written and the original revisions come back (`wasRetry`), even
+    /// when `expectedHead` is stale. Retries are recognised within the dedupe window, or with no
+    /// time limit when `basedOn` names the revision the ops were based on (see `DocumentAppend`).
+    /// - Throws: `conflict` when `expectedHead` is set and differs from the head; `partialRetry`;
+    ///   `retryUnverifiable` when `basedOn` lies below the op IDs the store still holds;
+    ///   `beyondHead` when `basedOn` lies above the head; `duplicateInBatch`; `limitExceeded`;
+    ///   `invalidArgument`; `storageFull`; `reopenRequired` after an I/O failure; `readOnly`; `closed`.
+    public func append(_ ops: [NewOp], to document: DocumentID, expectedHead: Revision? = nil,
+                       basedOn: Revision? = nil) async throws(OpLogError) -> AppendResult {
+        let results = try await append(batch: [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead, basedOn: basedOn)])
+        return results[0]
+    }
+
+    /// Appends to several documents in one durable commit: all of it or none of it.
+    ///
+    /// Each document may appear once. If any document's part fails, nothing is written and the
+    /// error names that document. Returns one result per element of `batch`.
+    /// - Throws: as `append(_:to:expectedHead:basedOn:)`, for the first part that fails.
+    public func append(batch: [DocumentAppend]) async throws(OpLogError) -> [AppendResult] {
+        guard !batch.isEmpty else { throw .invalidArgument("a batch needs at least one document") }
+        guard batch.count <= Limits.documentsPerBatchMax else {
+            throw .limitExceeded(.documentsPerBatch, value: batch.count, maximum: Limits.documentsPerBatchMax)
+        }
+        return try await requireWriter().submit { .append(batch: batch, continuation: $0) }
+    }
+
+    /// Removes the ops of `document` below `floor`. Requires a snapshot at exactly `floor - 1`, so
+    /// every retained revision stays replayable. A floor at or below the current one is a no-op.
+    /// - Throws: `documentNotFound`; `beyondHead` for a floor above head + 1; `snapshotRequired`;
+    ///   `storageFull`; `reopenRequired`; `readOnly`; `closed`.
+    public func truncate(_ document: DocumentID, below floor: Revision) async throws(OpLogError) {
+        try await requireWriter().submit { .truncate(document: document, floor: floor, continuation: $0) }
+    }
+
+    /// Stores `bytes` as the state of `document` at `revision` (1 ... head). Replaces a snapshot at
+    /// the same revision. The bytes are compressed in the caller's task, not on the writer thread.
+    /// - Throws: `documentNotFound`; `beyondHead`; `limitExceeded` (`snapshotBytes`); `storageFull`;
+    ///   `reopenRequired`; `readOnly`; `closed`.
+    public func putSnapshot(_ bytes: [UInt8], of document: DocumentID, at revision: Revision) async throws(OpLogError) {
+        guard bytes.count <= Limits.snapshotBytesMax else {
+            throw .limitExceeded(.snapshotBytes, value: bytes.count, maximum: Limits.snapshotBytesMax)
+        }
+        let writer = try requireWriter()
+        let frame = try Writer.snapshotFrame(bytes, of: document, at: revision, createdAt: options.clock.now,
+                                             compressionLevel: options.compressionLevel)
+        try await writer.submit { .putSnapshot(document: document, revision: revision, frame: frame, continuation: $0) }
+    }
+
+    /// Deletes the snapshot at `revision`. Refused (`snapshotProtected`) for the one at `floor - 1`.
+    /// - Throws: `snapshotProtected`; `snapshotNotFound`; `reopenRequired`; `readOnly`; `closed`.
+    public func deleteSnapshot(of document: DocumentID, at revision: Revision) async throws(OpLogError) {
+        try await requireWriter().submit { .deleteSnapshot(document: document, revision: revision, continuation: $0) }
+    }
+
+    /// Deletes a document entirely: ops, snapshots, remembered op IDs. Its ID may be used again and
+    /// starts over at revision 1. Deleting an unknown document does nothing.
+    /// - Throws: `storageFull` (rarely: a reserve is kept for deletions); `reopenRequired`;
+    ///   `readOnly`; `closed`.
+    public func deleteDocument(_ document: DocumentID) async throws(OpLogError) {
+        try await requireWriter().submit { .deleteDocument(document: document, continuation: $0) }
+    }
+
+    /// Moves everything journaled into LMDB now (it happens by itself every `journalApplyBytes`).
+    /// - Throws: `storageFull`; `reopenRequired`; `readOnly`; `closed`.
+    public func checkpoint() async throws(OpLogError) {
+        try await requireWriter().submit { .checkpoint(continuation: $0) }
+    }
+}

@@ -1,0 +1,223 @@
+import OpLogStorage
+
+/// Which op IDs a document remembers for retries without `basedOn` (FORMAT.md, "The dedupe window").
+///
+/// The window is measured on the document's own history, never against today's date: an op's ID is
+/// remembered while the op is among the document's last `ops` ops and its server time is at most
+/// `milliseconds` older than the document's newest op. So a store closed for longer than the window,
+/// restored from a backup, or opened under a clock that jumped backwards forgets nothing until the
+/// document receives new ops; the answer depends only on what the store holds.
+struct DedupeWindow: Sendable {
+    let ops: Int
+    let milliseconds: Int64
+
+    init(options: StoreOptions) {
+        ops = options.dedupeWindowOps
+        milliseconds = options.dedupeWindowMilliseconds
+    }
+
+    /// The oldest revision still inside the window's op count for a document at `head`.
+    func oldestRevision(head: Revision) -> Revision {
+        head > UInt64(ops) ? head - UInt64(ops) + 1 : 1
+    }
+
+    /// Ops with an older server time than this have left the window of a document whose newest op
+    /// has server time `lastServerTime`.
+    func oldestServerTime(lastServerTime: Int64) -> Int64 {
+        lastServerTime &- milliseconds
+    }
+}
+
+/// Op IDs a document accepted recently, for idempotent retries.
+///
+/// Kept in memory, in revision order, and rebuilt on a document's first append after open from
+/// what is stored anyway: retained op chunks, the `dedupe` records that keep IDs of truncated ops,
+/// and the journal. This is why an append never touches a random B-tree page keyed by a random ID.
+struct DedupeIndex {
+    private var revisions: [OpID: Revision] = [:]
+    private var order: [(id: OpID, revision: Revision, time: Int64)] = []
+    private var start = 0
+    /// The index holds the ID of every op from this revision to the document's head.
+    private(set) var coveredFrom: Revision
+
+    /// An empty index of a document whose next op will be `nextRevision`.
+    init(nextRevision: Revision) {
+        coveredFrom = nextRevision
+    }
+
+    var count: Int { order.count - start }
+
+    func revision(of id: OpID) -> Revision? { revisions[id] }
+
+    /// Adds the op at `revision`, the next one after everything the index holds.
+    mutating func insert(_ id: OpID, revision: Revision, time: Int64) {
+        assert(order.last.map { revision == $0.revision + 1 } ?? true,
+               "dedupe index: revision \(revision) does not continue \(order.last?.revision ?? 0)")
+        if order.count == start { coveredFrom = revision }
+        // A newer op may reuse an ID whose first op has left the window: the newer revision wins.
+        revisions[id] = revision
+        order.append((id, revision, time))
+    }
+
+    /// Forgets IDs beyond the window: more than `keepingOps` behind, or older than `cutoff`.
+    mutating func prune(keepingOps: Int, cutoff: Int64) {
+        while count > 0 && (count > keepingOps || order[start].time < cutoff) {
+            let oldest = order[start]
+            // The same ID may have been accepted again after it left the window; keep the newer one.
+            if revisions[oldest.id] == oldest.revision { revisions[oldest.id] = nil }
+            start += 1
+            coveredFrom = oldest.revision + 1
+        }
+        if start > 4096 && start * 2 > order.count {
+            order.removeFirst(start)
+            start = 0
+        }
+    }
+}
+
+/// The op IDs a document's stored data holds from some revision up to its head.
+struct StoredOpIDs {
+    /// In revision order, consecutive.
+    var entries: [(id: OpID, revision: Revision, time: Int64)] = []
+    /// The lowest revision whose op ID the store still holds (dedupe records, op chunks, journal):
+    /// every revision from here to the head can be checked.
+    var checkableFrom: Revision
+}
+
+extension Writer {
+    /// The dedupe index of `document`, loaded into `dedupe` unless it is there already.
+    func dedupeIndex(_ document: DocumentID) throws(OpLogError) -> DedupeIndex {
+        assertOnWriterThread()
+        if let index = dedupe[document] { return index }
+        let view = try reader.currentView(of: document) ?? DocumentView(record: .empty)
+        let window = DedupeWindow(options: options)
+        let stored = try storedOpIDs(document, from: window.oldestRevision(head: view.head), view: view)
+        var index = DedupeIndex(nextRevision: view.head + 1)
+        for entry in stored.entries { index.insert(entry.id, revision: entry.revision, time: entry.time) }
+        index.prune(keepingOps: window.ops, cutoff: window.oldestServerTime(lastServerTime: view.lastServerTimeMilliseconds))
+        // Bound memory: indexes are rebuilt on demand, so dropping one is only a cost, never a loss.
+        if dedupe.count >= Limits.dedupeIndexesMax, let victim = dedupe.keys.first {
+            dedupe[victim] = nil
+        }
+        dedupe[document] = index
+        return index
+    }
+
+    /// The revisions of `ids` in `document` for an append based on revision `basedOn`: every op the
+    /// document accepted after `basedOn` is checked, however old, from the dedupe index where it
+    /// reaches that far and from the stored data below it.
+    /// - Throws: `retryUnverifiable` when the store no longer holds the IDs of every op after
+    ///   `basedOn`; `beyondHead` when `basedOn` is above the document's head.
+    func revisionsAfter(basedOn: Revision, of ids: [OpID], in document: DocumentID, head: Revision,
+                        index: DedupeIndex) throws(OpLogError) -> [Revision?] {
+        guard basedOn <= head else { throw .beyondHead(document: document, requested: basedOn, head: head) }
+        let windowed = ids.map { index.revision(of: $0) }
+        // The index alone answers when it holds every op after basedOn.
+        if basedOn + 1 >= index.coveredFrom { return windowed }
+        let view = try reader.currentView(of: document) ?? DocumentView(record: .empty)
+        let stored = try storedOpIDs(document, from: basedOn + 1, view: view)
+        guard basedOn + 1 >= stored.checkableFrom else {
+            throw .retryUnverifiable(document: document, basedOn: basedOn, checkableFrom: stored.checkableFrom - 1)
+        }
+        var older: [OpID: Revision] = [:]
+        for entry in stored.entries where entry.revision < index.coveredFrom { older[entry.id] = entry.revision }
+        // The index holds the newer revision of an ID accepted twice (the first one outside the window).
+        return zip(ids, windowed).map { id, revision in revision ?? older[id] }
+    }
+
+    /// Reads the op IDs `document` stores from revision `lowest` (or the lowest it still holds, if
+    /// higher) to its head: dedupe records, op chunks, then the journaled tail in `view`. Checks
+    /// that they run without a gap, so that a record lost to damage is reported, never forgotten.
+    func storedOpIDs(_ document: DocumentID, from lowest: Revision, view: DocumentView) throws(OpLogError) -> StoredOpIDs {
+        let lmdbEnd = view.pending.first?.revision ?? (view.head + 1)
+        var result = StoredOpIDs(checkableFrom: lmdbEnd)
+        do {
+            try tables.environment.read { (txn: borrowing ReadTransaction) in
+                let record = try tables.readDocumentRecord(txn, document) ?? .empty
+                var covered: Range<Revision>?  // dedupe revisions seen, from `lowest` on
+                var chunkCovered: Range<Revision>?  // op chunk revisions seen, from `lowest` on
+                for database in [tables.dedupe, tables.ops] {
+                    let isChunk = database == tables.ops
+                    try txn.withCursor(database) { cursor in
+                        var entry = try cursor.seek(containing: KeyCoding.revisionKey(document, lowest), prefix: KeyCoding.documentPrefix(document))
+                        while let current = entry, KeyCoding.belongs(current.key, to: document) {
+                            for (id, revision, time) in try dedupeEntries(current, document: document, isChunk: isChunk)
+                            where revision >= lowest && revision < lmdbEnd {
+                                if !isChunk {
+                                    if let range = covered, revision != range.upperBound {
+                                        throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document, revision: range.upperBound),
+                                                                    detail: "dedupe records skip from \(range.upperBound) to \(revision)")
+                                    }
+                                    covered = (covered?.lowerBound ?? revision)..<(revision + 1)
+                                } else {
+                                    if let range = chunkCovered, revision != range.upperBound {
+                                        throw OpLogError.corruption(CorruptionLocation(area: "ops", document: document, revision: range.upperBound),
+                                                                    detail: "op chunks skip from \(range.upperBound) to \(revision)")
+                                    }
+                                    chunkCovered = (chunkCovered?.lowerBound ?? revision)..<(revision + 1)
+                                }
+                                if revision > (result.entries.last?.revision ?? 0) { result.entries.append((id, revision, time)) }
+                            }
+                            entry = try cursor.next()
+                        }
+                    }
+                }
+                try checkCoverage(txn, document, record: record, oldest: lowest, dedupe: covered, chunks: chunkCovered)
+                result.checkableFrom = try lowestStoredRevision(txn, document, record: record) ?? lmdbEnd
+            }
+        } catch { throw OpLogError(mapping: error) }
+        for op in view.pending where op.revision >= lowest { result.entries.append((op.opID, op.revision, op.serverTimeMilliseconds)) }
+        return result
+    }
+
+    /// The lowest revision whose op ID LMDB holds: the first dedupe record's, else the first op
+    /// chunk's; nil when LMDB holds neither (the journal may still hold ops).
+    private func lowestStoredRevision(_ txn: borrowing ReadTransaction, _ document: DocumentID, record: DocumentRecord) throws -> Revision? {
+        if record.dedupeFrom != 0 { return record.dedupeFrom }
+        return try txn.withCursor(tables.ops) { cursor in
+            try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).flatMap { KeyCoding.parseRevisionKey($0.key) }
+        }.flatMap { $0.document == document ? $0.revision : nil }
+    }
+
+    /// The op IDs a retry is checked against must all be there: the dedupe records hold every
+    /// revision from `record.dedupeFrom` (or `oldest`, if later) up to the first op chunk (or the
+    /// floor), and the op chunks every revision from there (or `oldest`) to LMDB's head. A record
+    /// whose key was damaged is missing from that range; the op IDs it held must not be silently
+    /// forgotten, or a retry would be stored twice.
+    private func checkCoverage(_ txn: borrowing ReadTransaction, _ document: DocumentID, record: DocumentRecord,
+                               oldest: Revision, dedupe: Range<Revision>?, chunks: Range<Revision>?) throws {
+        let firstChunk = try txn.withCursor(tables.ops) { cursor in
+            try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).flatMap { KeyCoding.parseRevisionKey($0.key) }
+        }.flatMap { $0.document == document ? $0.revision : nil }
+        let end = firstChunk ?? record.floor
+        let start = record.dedupeFrom == 0 ? end : max(record.dedupeFrom, oldest)
+        let expected = start < end ? start..<end : nil
+        if dedupe != expected {
+            throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document),
+                                        detail: "dedupe records hold revisions \(dedupe.map { "\($0)" } ?? "none") where the document record requires \(expected.map { "\($0)" } ?? "none")")
+        }
+        // LMDB retains floor...head; the first chunk may start below the floor (truncation deletes
+        // only whole chunks), never above it.
+        var expectedChunks: Range<Revision>?
+        if record.floor <= record.head {
+            guard let firstChunk, firstChunk <= record.floor else {
+                throw OpLogError.corruption(CorruptionLocation(area: "ops", document: document, revision: record.floor),
+                                            detail: "no op chunk holds the floor \(record.floor)")
+            }
+            let chunkStart = max(oldest, firstChunk)
+            expectedChunks = chunkStart <= record.head ? chunkStart..<(record.head + 1) : nil
+        }
+        if chunks != expectedChunks {
+            throw OpLogError.corruption(CorruptionLocation(area: "ops", document: document),
+                                        detail: "op chunks hold revisions \(chunks.map { "\($0)" } ?? "none") where the document record requires \(expectedChunks.map { "\($0)" } ?? "none")")
+        }
+    }
+
+    private func dedupeEntries(_ entry: Entry, document: DocumentID, isChunk: Bool) throws(OpLogError) -> [(OpID, Revision, Int64)] {
+        if isChunk {
+            return try StoreTables.decodeChunk(entry, document: document).map { ($0.opID, $0.revision, $0.serverTimeMilliseconds) }
+        }
+        let record = try StoreTables.decodeDedupe(entry, document: document)
+        return record.entries.enumerated().map { ($1.opID, record.firstRevision + UInt64($0), $1.serverTime) }
+    }
+}

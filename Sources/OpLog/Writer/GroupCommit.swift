@@ -1,0 +1,132 @@
+import Foundation
+import OpLogStorage
+
+/// Group commit: a run of queued appends and truncations becomes one journal record and one sync.
+extension Writer {
+    /// Runs a group of appends and truncations as one journal record and one sync.
+    ///
+    /// Each request is validated against the state left by the requests before it in the group; a
+    /// failing request fails alone and its changes are discarded. Callers are resumed only after the
+    /// record is durable, and the views are updated before that (read-after-acknowledge).
+    func commitGroup(_ group: [WriteRequest]) {
+        assertOnWriterThread()
+        let started = DispatchTime.now().uptimeNanoseconds
+        if let failure {
+            group.forEach { $0.fail(failure) }
+            return
+        }
+        var scratch: [DocumentID: ScratchDocument] = [:]
+        var entries: [JournalEntry] = []
+        var outcomes: [Result<[AppendResult], OpLogError>] = []
+        var journaled: [Bool] = []
+        let now = context.clock.now
+        for request in group {
+            let before = entries.count
+            do {
+                switch request {
+                case let .append(batch, _):
+                    outcomes.append(.success(try stageAppend(batch, scratch: &scratch, entries: &entries, now: now)))
+                case let .truncate(document, floor, _):
+                    try stageTruncate(document, floor: floor, scratch: &scratch, entries: &entries)
+                    outcomes.append(.success([]))
+                case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .close:
+                    preconditionFailure("commitGroup given a request that is not journaled")
+                }
+            } catch {
+                outcomes.append(.failure(error))
+            }
+            journaled.append(entries.count > before)
+        }
+        assert(outcomes.count == group.count && journaled.count == group.count, "one outcome per request")
+        if !entries.isEmpty {
+            do {
+                try writeJournalRecord(entries)
+            } catch {
+                for index in group.indices where journaled[index] { outcomes[index] = .failure(error) }
+                resume(group, outcomes)
+                return
+            }
+            publish(scratch, entries: entries)
+        }
+        resume(group, outcomes)
+        metrics.commitLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+        if let journal, journal.recordBytes >= options.journalApplyBytes {
+            do { try applyJournal() } catch {
+                options.logger.error("journal apply failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func resume(_ group: [WriteRequest], _ outcomes: [Result<[AppendResult], OpLogError>]) {
+        for (request, outcome) in zip(group, outcomes) {
+            switch (request, outcome) {
+            case let (.append(_, continuation), .success(results)): continuation.resume(returning: results)
+            case let (.truncate(_, _, continuation), .success): continuation.resume()
+            case let (_, .failure(error)): request.fail(error)
+            default: preconditionFailure("a successful outcome for a request that is not journaled")
+            }
+        }
+    }
+
+    /// Appends one journal record and syncs it (in the full durability mode).
+    private func writeJournalRecord(_ entries: [JournalEntry]) throws(OpLogError) {
+        if journal == nil, let base = journalBaseToCreate {
+            try replaceJournal(baseSequence: base)
+        }
+        guard let journal else { throw poison("the journal is not open") }
+        let record = JournalRecord(sequence: journal.nextSequence, entries: entries)
+        let frame: JournalCoding.Frame
+        do { frame = try JournalCoding.encodeFrame(record, compressionLevel: options.journalCompressionLevel) } catch {
+            throw OpLogError(error)
+        }
+        // The reader refuses records whose stored or raw length exceeds the limit; never write one.
+        guard frame.bytes.count <= Limits.journalRecordBytesMax, frame.rawLength <= Limits.journalRecordBytesMax else {
+            throw .limitExceeded(.batchPayloadBytes, value: max(frame.bytes.count, frame.rawLength), maximum: Limits.journalRecordBytesMax)
+        }
+        let syncStarted = DispatchTime.now().uptimeNanoseconds
+        do throws(Journal.AppendFailure) {
+            try journal.append(frame.bytes, sync: options.durability == .full)
+        } catch {
+            switch error {
+            case let .noSpace(cause):
+                // The partial frame was cut off: nothing of this group is acknowledged, and the
+                // next group tries again.
+                throw .storageFull(detail: "the file system is full; a journal record of \(frame.bytes.count) bytes was not written (\(cause.description))")
+            case let .failed(cause):
+                // The record may be partly on disk, and a failed sync may have dropped earlier pages.
+                throw poison(cause.description)
+            }
+        }
+        let syncNanoseconds = DispatchTime.now().uptimeNanoseconds - syncStarted
+        metrics.syncLatency.recordNanoseconds(Int64(syncNanoseconds))
+        journalBytes += frame.bytes.count
+        counters.withLock { counters in
+            counters.groupCommits += 1
+            counters.opsCommitted += entries.reduce(0) { $0 + $1.ops.count }
+            counters.syncNanoseconds += syncNanoseconds
+        }
+    }
+
+    /// Makes a durable group visible: views first (read-after-acknowledge), then the event stream,
+    /// then the dedupe indexes.
+    private func publish(_ scratch: [DocumentID: ScratchDocument], entries: [JournalEntry]) {
+        let changed = scratch.filter { $0.value.changed }
+        reader.publish(changed.mapValues(\.update))
+        // Events in the order the group staged them.
+        announce(entries.map { entry in
+            switch entry {
+            case let .ops(document, ops): return .appended(document: document, ops: ops)
+            case let .truncate(document, floor): return .truncated(document: document, floor: floor)
+            }
+        })
+        let window = context.window
+        for (document, staged) in changed {
+            dirtyDocuments.insert(document)
+            for op in staged.appended {
+                dedupe[document]?.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds)
+            }
+            let cutoff = window.oldestServerTime(lastServerTime: staged.lastServerTimeMilliseconds)
+            dedupe[document]?.prune(keepingOps: window.ops, cutoff: cutoff)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+import OpLogStorage
+
+/// Opening after a stop or crash: journal records LMDB does not hold yet are replayed into the
+/// reader's views and, when writable, applied.
+enum JournalRecovery {
+    /// Rebuilds the in-memory views from the journal's unapplied records, then (when writable)
+    /// applies them so the store starts with an empty journal.
+    ///
+    /// The journal doubles as a commit watermark outside the data file: its base sequence is one past
+    /// the last record LMDB held when the journal was last replaced. If LMDB's applied sequence is
+    /// below that, LMDB lost commits (a damaged newest meta page makes LMDB silently open the
+    /// previous commit) and the store refuses to open rather than serve stale data.
+    static func run(_ context: StoreContext, reader: Reader, writer: Writer?) throws(OpLogError) {
+        let tables = context.tables
+        let directory = context.directory
+        // A read-only opener may race with the writer replacing the journal; read both again.
+        for attempt in 1...Limits.recoveryReadAttemptsMax {
+            guard File.exists(directory + "/" + Journal.fileName) else {
+                throw .corruption(CorruptionLocation(area: "journal"), detail: "the journal file is missing; acknowledged ops may be lost")
+            }
+            // One read transaction for the applied sequence and the document records the replay
+            // continues from, so a writer applying meanwhile cannot make them disagree.
+            let outcome: (applied: UInt64, contents: Journal.Contents, views: Replayed)? = try tables.read { txn in
+                let applied = try tables.readAppliedSequence(txn)
+                let contents = try Journal.read(directory: directory, strict: context.options.durability == .full)
+                if contents.baseSequence > applied + 1 {
+                    if writer == nil && attempt < Limits.recoveryReadAttemptsMax { return nil }
+                    throw OpLogError.corruption(CorruptionLocation(area: "lmdb"),
+                        detail: "LMDB holds journal records up to \(applied) but the journal starts at \(contents.baseSequence): the data file lost committed transactions (damaged or rolled-back meta page)")
+                }
+                let views = try replay(contents.records.filter { $0.sequence > applied }, txn, tables: tables)
+                return (applied, contents, views)
+            }
+            guard let (applied, contents, replayed) = outcome else { continue }
+            reader.install(replayed.views)
+            if let tail = contents.tornTail {
+                context.options.logger.notice("dropped a torn journal record (never acknowledged)", metadata: ["detail": "\(tail)"])
+            }
+            guard let writer else { return }
+            try writer.adoptJournal(contents, applied: applied, views: replayed)
+            return
+        }
+    }
+
+    /// What replaying the unapplied journal records produced.
+    struct Replayed {
+        var views: [DocumentID: DocumentView] = [:]
+        /// Approximate bytes of the replayed ops, for the storage-full estimate.
+        var bytes = 0
+    }
+
+    /// Replays journal records into views, checking that revisions continue LMDB's.
+    private static func replay(_ records: [JournalRecord], _ txn: borrowing ReadTransaction, tables: StoreTables) throws -> Replayed {
+        var result = Replayed()
+        for record in records {
+            for entry in record.entries {
+                let document = entry.document
+                var view = try result.views[document] ?? tables.readDocumentRecord(txn, document).map(DocumentView.init) ?? DocumentView(record: .empty)
+                switch entry {
+                case let .ops(_, ops):
+                    guard ops.first?.revision == view.head + 1 else {
+                        throw OpLogError.corruption(CorruptionLocation(area: "journal", document: document, revision: ops.first?.revision),
+                                                    detail: "journal record \(record.sequence) continues from head \(view.head) with revision \(ops.first?.revision ?? 0)")
+                    }
+                    view.head += UInt64(ops.count)
+                    view.lastServerTimeMilliseconds = max(view.lastServerTimeMilliseconds, ops.last?.serverTimeMilliseconds ?? 0)
+                    view.pending.append(contentsOf: ops)
+                    let size = DocumentView.retainedBytes(of: ops, floor: 0)
+                    view.pendingBytes += size
+                    result.bytes += size
+                case let .truncate(_, floor):
+                    guard floor <= view.head + 1 else {
+                        throw OpLogError.corruption(CorruptionLocation(area: "journal", document: document, revision: floor),
+                                                    detail: "journal record \(record.sequence) truncates beyond head \(view.head)")
+                    }
+                    view.floor = max(view.floor, floor)
+                    view.pendingBytes = DocumentView.retainedBytes(of: view.pending, floor: view.floor)
+                }
+                result.views[document] = view
+            }
+        }
+        return result
+    }
+}
+
+extension Writer {
+    /// Takes over the journal recovery read: opens it for appending (or starts a fresh one) and
+    /// applies what LMDB lacks.
+    func adoptJournal(_ contents: Journal.Contents, applied: UInt64, views: JournalRecovery.Replayed) throws(OpLogError) {
+        dirtyDocuments = Set(views.views.keys)
+        journalBytes = views.bytes
+        try measureSpace()
+        let unapplied = contents.records.contains { $0.sequence > applied }
+        do {
+            if !unapplied {
+                if contents.records.isEmpty && contents.tornTail == nil && contents.baseSequence == applied + 1 {
+                    journal = try Journal.openForAppend(directory: context.directory, contents: contents)
+                } else {
+                    journal = try Journal.create(directory: context.directory, baseSequence: applied + 1, mode: options.filePermissions)
+                }
+                return
+            }
+            journal = try Journal.openForAppend(directory: context.directory, contents: contents)
+        } catch { throw OpLogError(error) }
+        // openForAppend numbers from the file's base; the apply writes only what LMDB lacks.
+        try applyJournal()
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+
+/// How the writer thread answers a request: exactly once, from the writer thread. The async API
+/// wraps a continuation, the blocking API a semaphore.
+struct Reply<Value: Sendable>: Sendable {
+    let deliver: @Sendable (Result<Value, OpLogError>) -> Void
+
+    func resume(returning value: Value) { deliver(.success(value)) }
+    func resume(throwing error: OpLogError) { deliver(.failure(error)) }
+    func resume(with result: Result<Value, OpLogError>) { deliver(result) }
+}
+
+extension Reply where Value == Void {
+    func resume() { deliver(.success(())) }
+}
+
+/// A mutation waiting for the writer thread. Each carries the reply its caller waits for.
+enum WriteRequest: Sendable {
+    case append(batch: [DocumentAppend], continuation: Reply<[AppendResult]>)
+    case truncate(document: DocumentID, floor: Revision, continuation: Reply<Void>)
+    case putSnapshot(document: DocumentID, revision: Revision, frame: [UInt8], continuation: Reply<Void>)
+    case deleteSnapshot(document: DocumentID, revision: Revision, continuation: Reply<Void>)
+    case deleteDocument(document: DocumentID, continuation: Reply<Void>)
+    case checkpoint(continuation: Reply<Void>)
+    case close(continuation: Reply<Void>)
+
+    /// Appends and truncations go through the journal and are coalesced into group commits.
+    var isJournaled: Bool {
+        switch self {
+        case .append, .truncate: return true
+        default: return false
+        }
+    }
+
+    var opCount: Int {
+        if case let .append(batch, _) = self { return batch.reduce(0) { $0 + $1.ops.count } }
+        return 0
+    }
+
+    var payloadBytes: Int {
+        if case let .append(batch, _) = self { return batch.reduce(0) { $0 + $1.ops.reduce(0) { $0 + Limits.estimatedStoredBytes(of: $1) } } }
+        return 0
+    }
+
+    func fail(_ error: OpLogError) {
+        switch self {
+        case let .append(_, continuation): continuation.resume(throwing: error)
+        case let .truncate(_, _, continuation), let .putSnapshot(_, _, _, continuation), let .deleteSnapshot(_, _, continuation),
+             let .deleteDocument(_, continuation), let .checkpoint(continuation), let .close(continuation):
+            continuation.resume(throwing: error)
+        }
+    }
+}
+
+/// The queue between callers and the writer thread.
+///
+/// Thread safety: every field is guarded by `condition`.
+final class RequestQueue: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var requests: [WriteRequest] = []
+    private var head = 0
+    private var acceptsRequests = true
+
+    /// Queues `request`; false if the store is closing (the caller then fails it).
+    func enqueue(_ request: WriteRequest) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard acceptsRequests else { return false }
+        requests.append(request)
+        if case .close = request { acceptsRequests = false }
+        condition.signal()
+        return true
+    }
+
+    var depth: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return requests.count - head
+    }
+
+    /// Waits for work, then takes either one non-journaled request, or a run of journaled requests
+    /// bounded by `maxOps` and `maxBytes` (the first request is always taken whole).
+    func takeGroup(maxOps: Int, maxBytes: Int) -> [WriteRequest] {
+        condition.lock()
+        defer { condition.unlock() }
+        while head == requests.count { condition.wait() }
+        var group = [requests[head]]
+        head += 1
+        if group[0].isJournaled {
+            var ops = group[0].opCount
+            var bytes = group[0].payloadBytes
+            while head < requests.count, requests[head].isJournaled,
+                  ops + requests[head].opCount <= maxOps, bytes + requests[head].payloadBytes <= maxBytes {
+                ops += requests[head].opCount
+                bytes += requests[head].payloadBytes
+                group.append(requests[head])
+                head += 1
+            }
+        }
+        // Reclaim the consumed prefix now and then, so the array does not grow without bound.
+        if head > 1024 && head * 2 > requests.count {
+            requests.removeFirst(head)
+            head = 0
+        }
+        return group
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import OpLog
+import OpLogStorage
+import OpLogTestSupport
+import Testing
+
+/// A fresh directory under the system temp dir, removed when the test ends (via `defer`).
+struct TemporaryDirectory {
+    let path: String
+
+    /// `inMemory`: on tmpfs (`/dev/shm`) when there is one, for tests whose point is not the disk
+    /// and that sync a lot (the property test).
+    init(_ name: String = "oplog-test", inMemory: Bool = false) {
+        let base = inMemory && access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : NSTemporaryDirectory()
+        path = base + "\(name)-\(UUID().uuidString)"
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Options for tests: small map, no per-append sync unless a test needs it.
+func testOptions(durability: Durability = .lastAppendsMayBeLost) -> StoreOptions {
+    var options = StoreOptions()
+    options.durability = durability
+    options.mapSizeInitialBytes = 1 << 20
+    options.journalApplyBytes = 1 << 20
+    return options
+}
+
+func doc(_ name: String) -> DocumentID { try! DocumentID(name) }
+
+func op(_ id: UInt64, _ payload: String = "x", author: String = "a", clientTime: Int64? = nil) -> NewOp {
+    NewOp(opID: OpID(high: 0xABCD, low: id), author: Array(author.utf8), clientTimeMilliseconds: clientTime, payload: Array(payload.utf8))
+}
+
+/// Opens a store in `directory`, runs `body`, and always closes it.
+@discardableResult
+func withStore<T>(_ directory: String, options: StoreOptions = testOptions(), _ body: (OpLogStore) async throws -> T) async throws -> T {
+    let store = try await OpLogStore.open(directory: directory, options: options)
+    do {
+        let result = try await body(store)
+        try await store.close()
+        return result
+    } catch {
+        try? await store.close()
+        throw error
+    }
+}
+
+/// Raw access to a closed store's LMDB file, for corruption tests: opens the environment directly.
+func withRawLMDB<T>(_ directory: String, _ body: (Environment, [String: Database]) throws -> T) throws -> T {
+    let environment = try Environment(directory: directory, configuration: EnvironmentConfiguration(mapSizeBytes: 64 << 20))
+    defer { environment.close() }
+    var databases: [String: Database] = [:]
+    for name in ["meta", "documents", "ops", "snapshots", "dedupe"] {
+        databases[name] = try environment.openDatabase(named: name, create: false)
+    }
+    return try body(environment, databases)
+}
+
+/// The repository's root: the nearest directory above this file that holds `Package.swift`.
+let repositoryRoot: URL = {
+    var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+        url.deleteLastPathComponent()
+    }
+    return url
+}()
+
+/// The path of `shared/traces` when present (CI has it; a user's clone may not).
+func tracesDirectory() -> String? {
+    let candidate = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/traces").path
+    if let override = ProcessInfo.processInfo.environment["OPLOG_TRACES"] { return override }
+    return FileManager.default.fileExists(atPath: candidate) ? candidate : nil
+}
+
+/// Polls `condition` (every 5 ms) until it holds; fails with `what` after `hangBoundSeconds`.
+func waitUntil(_ what: String, _ condition: () throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(hangBoundSeconds)
+    while try !condition() {
+        guard ContinuousClock.now < deadline else { throw WaitTimedOut(description: "\(what): not reached in \(Int(hangBoundSeconds)) s") }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+}
+
+struct WaitTimedOut: Error, CustomStringConvertible { let description: String }
+
+/// Whether long variants of tests run (`OPLOG_LONG_TESTS=1`).
+var longTests: Bool { ProcessInfo.processInfo.environment["OPLOG_LONG_TESTS"] == "1" }
