@@ -75,6 +75,7 @@ let package = Package(
             dependencies: [
                 "OpLog", "OpLogStorage", "OpLogText", "OpLogTestSupport", "FuzzTargets",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

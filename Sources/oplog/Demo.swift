@@ -61,6 +61,9 @@ struct Demo: AsyncParsableCommand {
         let resumed = try store.replay(document, with: reducer)
         var text = resumed.state
         let start = Int(resumed.revision)
+        guard start <= session.patches.count else {
+            throw ValidationError("'\(document)' in \(storeOption.store) already holds \(start) ops, more than this session's \(session.patches.count) patches: it was written by another session; use another --store")
+        }
         if start > 0 { print("resuming '\(document)' at revision \(start) (head = patches applied)") }
         let clock = ContinuousClock()
         let began = clock.now

@@ -14,19 +14,19 @@ struct Dump: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let store = try openReadOnly(storeOption.store)
-        defer { Task { try? await store.close() } }
-        var ids: [DocumentID] = []
-        if let document { ids = [try DocumentID(document)] } else { try forEachDocument(store) { ids.append($0) } }
-        for id in ids {
-            guard let info = try store.info(of: id) else { continue }
-            if !json { print("document \(id): head \(info.head), floor \(info.floor), snapshots \(info.snapshots.map(\.revision))") }
-            var next = info.floor
-            while next <= info.head {
-                let batch = try store.ops(of: id, from: next, limit: 1_000)
-                for op in batch { print(line(id, op)) }
-                next += UInt64(batch.count)
-                if batch.isEmpty { break }
+        try await withReadOnlyStore(storeOption.store) { store in
+            var ids: [DocumentID] = []
+            if let document { ids = [try DocumentID(document)] } else { try forEachDocument(store) { ids.append($0) } }
+            for id in ids {
+                guard let info = try store.info(of: id) else { throw ValidationError("no document '\(id)' in \(storeOption.store)") }
+                if !json { print("document \(id): head \(info.head), floor \(info.floor), snapshots \(info.snapshots.map(\.revision))") }
+                var next = info.floor
+                while next <= info.head {
+                    let batch = try store.ops(of: id, from: next, limit: 1_000)
+                    for op in batch { print(line(id, op)) }
+                    next += UInt64(batch.count)
+                    if batch.isEmpty { break }
+                }
             }
         }
     }

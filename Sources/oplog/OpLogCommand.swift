@@ -53,11 +53,20 @@ enum FileDescriptorWriter {
     }
 }
 
-/// Opens a store read-only (the CLI's readers never block a running writer).
-func openReadOnly(_ path: String) throws -> OpLogStore {
+/// Runs `body` with the store at `path` open read-only (the CLI's readers never block a running
+/// writer), and closes it afterwards.
+func withReadOnlyStore<T>(_ path: String, _ body: (OpLogStore) async throws -> T) async throws -> T {
     var options = StoreOptions()
     options.readOnly = true
-    return try OpLogStore.open(directory: path, options: options)
+    let store = try await OpLogStore.open(directory: path, options: options)
+    do {
+        let result = try await body(store)
+        try await store.close()
+        return result
+    } catch {
+        try? await store.close()
+        throw error
+    }
 }
 
 /// Every document ID of a store, in pages of 1,000 (so the listing never holds a long read).

@@ -18,13 +18,15 @@ struct Replay: AsyncParsableCommand {
     var sha256 = false
 
     func run() async throws {
-        let store = try openReadOnly(storeOption.store)
-        defer { Task { try? await store.close() } }
-        let (text, _) = try store.replay(try DocumentID(document), to: revision, with: TextReducer())
-        if sha256 {
-            print(SHA256.hash(data: Array(text.text.utf8)).map { String(format: "%02x", $0) }.joined())
-        } else {
-            print(text.text, terminator: "")
+        try await withReadOnlyStore(storeOption.store) { store in
+            let id = try DocumentID(document)
+            guard try store.info(of: id) != nil else { throw ValidationError("no document '\(document)' in \(storeOption.store)") }
+            let (text, _) = try store.replay(id, to: revision, with: TextReducer())
+            if sha256 {
+                print(SHA256.hash(data: Array(text.text.utf8)).map { String(format: "%02x", $0) }.joined())
+            } else {
+                print(text.text, terminator: "")
+            }
         }
     }
 }
@@ -72,18 +74,17 @@ struct Restore: AsyncParsableCommand {
 func copyAndVerify(from source: String, to destination: String, compact: Bool, verb: String) async throws {
     let clock = ContinuousClock()
     let started = clock.now
-    let store = try openReadOnly(source)
-    let report = try await store.backup(to: destination, compact: compact)
-    try await store.close()
+    let report = try await withReadOnlyStore(source) { store in try await store.backup(to: destination, compact: compact) }
     let seconds = (clock.now - started) / .seconds(1)
     print("\(verb) \(source) to \(destination) in \(String(format: "%.2f", seconds)) s: data file \(formatBytes(report.dataFileBytes)), journal \(formatBytes(report.journalBytes)) (\(report.journalRecords) records, \(report.journalOps) ops after applied sequence \(report.appliedSequence))")
-    let copy = try openReadOnly(destination)
-    defer { Task { try? await copy.close() } }
-    let verification = try await copy.verify()
-    var replayed = 0
-    try forEachDocument(copy) { document in
-        _ = try copy.replay(document, with: TextReducer())
-        replayed += 1
+    let (verification, replayed) = try await withReadOnlyStore(destination) { copy in
+        let verification = try await copy.verify()
+        var replayed = 0
+        try forEachDocument(copy) { document in
+            _ = try copy.replay(document, with: TextReducer())
+            replayed += 1
+        }
+        return (verification, replayed)
     }
     for problem in verification.problems { print("DAMAGED \(problem)") }
     print("copy: verify \(verification.isClean ? "clean" : "found \(verification.problems.count) problem(s)"), \(replayed) documents replayed")

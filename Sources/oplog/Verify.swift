@@ -68,6 +68,7 @@ struct VerifyScan: AsyncParsableCommand {
             }
         }
         try? await store.close()
+        for warning in report.warnings { print("WARNING \(warning)") }
         for problem in report.problems { print("DAMAGED \(problem)") }
         if !noReplay { print("verify: snapshots of \(documentsReplayed) documents checked against their logs (text reducer)") }
         print("verify: \(report.documentsChecked) documents, \(report.chunksChecked) op chunks (\(report.opsChecked) ops), \(report.snapshotsChecked) snapshots, \(report.dedupeRecordsChecked) dedupe records: \(report.isClean ? "clean" : "\(report.problems.count) problem(s)")")

@@ -29,8 +29,9 @@ import Testing
         return (result.status, result.output)
     }
 
-    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let result = try runProcess(try #require(binary), arguments, timeoutSeconds: hangBoundSeconds, withErrors: false)
+    /// Runs `oplog ARGUMENTS`; `withErrors` adds standard error to the output.
+    static func run(_ arguments: [String], withErrors: Bool = false) throws -> (status: Int32, output: String) {
+        let result = try runProcess(try #require(binary), arguments, timeoutSeconds: hangBoundSeconds, withErrors: withErrors)
         return (result.status, result.output)
     }
 
@@ -70,4 +71,40 @@ import Testing
         let missing = try Self.run(["verify", "--store", dir.path + "-missing"])
         #expect(missing.status == 2)
     }
+
+    @Test(.enabled(if: binary != nil, "needs the built oplog executable (swift build)"))
+    func mistakesGiveClearErrorsNotTrapsOrSilence() throws {
+        // A store written by a longer session, a mistyped document ID, a test child's name: each a
+        // clear message and a non-zero exit, never a trap or an empty success.
+        let dir = TemporaryDirectory("oplog-cli-mistakes"); defer { dir.remove() }
+        #expect(try Self.run(["demo", "--store", dir.path, "--patches", "300", "--no-compaction"]).status == 0)
+        let shorter = try Self.run(["demo", "--store", dir.path, "--patches", "100"], withErrors: true)
+        #expect(shorter.status != 0 && shorter.output.contains("already holds 300 ops"), "\(shorter.output)")
+        #expect(!shorter.output.contains("Fatal error"), "\(shorter.output)")
+        for command in [["replay", "--document", "nope"], ["replay", "--document", "nope", "--sha256"], ["dump", "--document", "nope"]] {
+            let result = try Self.run(command + ["--store", dir.path], withErrors: true)
+            #expect(result.status != 0 && result.output.contains("no document 'nope'"), "\(command): \(result.output)")
+        }
+        for child in ["read-all", "crash-child", "power-child", "fault-child", "hold-reader", "subscriber-memory"] {
+            let result = try Self.run([child, "--help"], withErrors: true)
+            #expect(result.status != 0 && result.output.contains("unknown subcommand '\(child)'"), "\(child): \(result.output)")
+        }
+    }
+
+    @Test(.enabled(if: binary != nil, "needs the built oplog executable (swift build)"))
+    func verifyWarnsAboutFilesOthersCanRead() throws {
+        // The store is created owner-only; verify warns once a file is made readable by others.
+        let dir = TemporaryDirectory("oplog-cli-permissions"); defer { dir.remove() }
+        #expect(try Self.run(["demo", "--store", dir.path, "--patches", "50", "--no-compaction"]).status == 0)
+        #expect(File.permissions(of: dir.path) == 0o700)
+        for name in ["data.mdb", "lock.mdb", "journal", "oplog.lock"] {
+            #expect(File.permissions(of: dir.path + "/" + name) == 0o600, "\(name) is \(String(File.permissions(of: dir.path + "/" + name) ?? 0, radix: 8))")
+        }
+        let clean = try Self.run(["verify", "--store", dir.path])
+        #expect(clean.status == 0 && !clean.output.contains("WARNING"), "\(clean.output)")
+        try File.setPermissions(dir.path + "/data.mdb", 0o644)
+        let warned = try Self.run(["verify", "--store", dir.path])
+        #expect(warned.status == 0 && warned.output.contains("WARNING \(dir.path)/data.mdb is accessible to other users"), "\(warned.output)")
+    }
 }
+

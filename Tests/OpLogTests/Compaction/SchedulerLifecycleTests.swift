@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import ServiceLifecycle
 import OpLog
 import OpLogText
 import Synchronization
@@ -37,4 +39,27 @@ import Testing
         let stopped = await Self.completes(within: Int(hangBoundSeconds)) { await scheduler.stop() }
         #expect(stopped, "stop() did not return within the hang bound after start() failed")
     }
+
+    @Test func aServiceGroupRunsTheSchedulerAndShutsItDownGracefully() async throws {
+        // Method: the scheduler runs as a service next to nothing else; it compacts what is due,
+        // then graceful shutdown ends its run() after the step in progress, within the bound.
+        let dir = TemporaryDirectory("oplog-scheduler-service"); defer { dir.remove() }
+        let store = try await OpLogStore.open(directory: dir.path, options: testOptions())
+        var policy = CompactionPolicy()
+        policy.snapshotEveryOps = 2
+        let scheduler = try CompactionScheduler(store: store, policy: policy, reducer: TextReducer())
+        let group = ServiceGroup(configuration: .init(services: [scheduler], logger: Logger(label: "test")))
+        let running = Task { try await group.run() }
+        let patch = TextPatch(position: 0, deleted: 0, inserted: "x").jsonBytes()
+        _ = try await store.append([NewOp(opID: OpID(high: 1, low: 1), author: [], payload: patch),
+                                    NewOp(opID: OpID(high: 1, low: 2), author: [], payload: patch)], to: doc("d"))
+        try await waitUntil("the service's first snapshot") { try !store.snapshots(of: doc("d")).isEmpty }
+        await group.triggerGracefulShutdown()
+        let ended = await Self.completes(within: Int(hangBoundSeconds)) { _ = try? await running.value }
+        #expect(ended, "run() did not return after graceful shutdown")
+        // A scheduler runs once.
+        await #expect(throws: OpLogError.self) { try await scheduler.run() }
+        try await store.close()
+    }
 }
+

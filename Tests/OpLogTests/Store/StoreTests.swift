@@ -1,5 +1,6 @@
 import Foundation
 import OpLog
+import OpLogStorage
 import OpLogTestSupport
 import Testing
 
@@ -200,5 +201,54 @@ import Testing
         #expect(try reader.head(of: doc("d")) == 1)
         await #expect(throws: OpLogError.readOnly) { try await reader.append([op(2)], to: doc("d")) }
         try await reader.close()
+    }
+}
+
+/// Goal: the async variants of the blocking calls give the same answers, and a store's files are
+/// private by default and as wide as asked otherwise.
+@Suite struct BlockingCallTests {
+    @Test func asyncVariantsAnswerLikeTheSynchronousCalls() async throws {
+        let dir = TemporaryDirectory("oplog-async"); defer { dir.remove() }
+        let backup = TemporaryDirectory("oplog-async-backup"); defer { backup.remove() }
+        let restored = TemporaryDirectory("oplog-async-restored"); defer { restored.remove() }
+        let store = try await OpLogStore.open(directory: dir.path, options: testOptions())
+        _ = try await store.append([op(1), op(2)], to: doc("d"))
+        try await store.putSnapshot(Array("s".utf8), of: doc("d"), at: 2)
+        let report: VerificationReport = try await store.verify()
+        #expect(report.isClean && report.documentsChecked == 1, "\(report)")
+        let usage: SpaceUsage = try await store.spaceUsage()
+        // The synchronous form, from a synchronous closure (in async code the async one is chosen).
+        let synchronous = { () throws -> SpaceUsage in try store.spaceUsage() }
+        #expect(usage == (try synchronous()) && usage.opChunkBytes + usage.snapshotBytes > 0)
+        let copied: BackupReport = try await store.backup(to: backup.path)
+        #expect(copied.journalOps == 2 && copied.journalRecords == 1, "\(copied)")
+        try await store.close()
+        _ = try await OpLogStore.restore(from: backup.path, to: restored.path)
+        var readOnly = StoreOptions()
+        readOnly.readOnly = true
+        let copy = try await OpLogStore.open(directory: restored.path, options: readOnly)
+        #expect(try copy.ops(of: doc("d"), from: 1).count == 2)
+        try await copy.close()
+    }
+
+    @Test func filesArePrivateUnlessWidened() async throws {
+        let dir = TemporaryDirectory("oplog-private"); defer { dir.remove() }
+        let backup = TemporaryDirectory("oplog-private-backup"); defer { backup.remove() }
+        try await withStore(dir.path) { store async throws in
+            _ = try await store.append([op(1)], to: doc("d"))
+            _ = try await store.backup(to: backup.path)
+        }
+        #expect(File.permissions(of: dir.path) == 0o700)
+        for path in ["data.mdb", "lock.mdb", "journal", "oplog.lock"].map({ dir.path + "/" + $0 }) + [backup.path + "/data.mdb", backup.path + "/journal"] {
+            #expect(File.permissions(of: path) == 0o600, "\(path)")
+        }
+        let wide = TemporaryDirectory("oplog-group"); defer { wide.remove() }
+        var options = testOptions()
+        options.filePermissions = 0o640
+        options.directoryPermissions = 0o750
+        try await withStore(wide.path, options: options) { store async throws in _ = try await store.append([op(1)], to: doc("d")) }
+        #expect(File.permissions(of: wide.path) == 0o750 && File.permissions(of: wide.path + "/journal") == 0o640)
+        options.filePermissions = 0o666 | 0o100
+        #expect(throws: OpLogError.self) { try OpLogStore.open(directory: wide.path, options: options) }
     }
 }
