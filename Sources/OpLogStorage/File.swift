@@ -46,7 +46,10 @@ public final class File: @unchecked Sendable {
         buffer.withUnsafeMutableBytes { bytes in
             while done < count {
                 let n = retryingEINTR { pread(descriptor, bytes.baseAddress! + done, count - done, off_t(offset + done)) }
-                if n < 0 { failure = errno; return }
+                if n < 0 {
+                    failure = errno
+                    return
+                }
                 if n == 0 { return }
                 done += n
             }
@@ -63,7 +66,10 @@ public final class File: @unchecked Sendable {
         bytes.withUnsafeBytes { raw in
             while done < raw.count {
                 let n = retryingEINTR { pwrite(descriptor, raw.baseAddress! + done, raw.count - done, off_t(offset + done)) }
-                if n < 0 { failure = errno; return }
+                if n < 0 {
+                    failure = errno
+                    return
+                }
                 done += n
             }
         }

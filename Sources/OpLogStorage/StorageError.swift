@@ -21,14 +21,36 @@ public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible 
 
     /// The call that failed.
     public enum Call: String, Sendable, Equatable {
-        case environmentCreate = "mdb_env_create", environmentOpen = "mdb_env_open", setMapSize = "mdb_env_set_mapsize"
-        case environmentInfo = "mdb_env_info", environmentSync = "mdb_env_sync", environmentCopy = "mdb_env_copy2"
-        case readerCheck = "mdb_reader_check", beginTransaction = "mdb_txn_begin", commit = "mdb_txn_commit"
-        case openDatabase = "mdb_dbi_open", get = "mdb_get", put = "mdb_put", delete = "mdb_del", statistics = "mdb_stat"
-        case openCursor = "mdb_cursor_open", moveCursor = "mdb_cursor_get", deleteAtCursor = "mdb_cursor_del"
-        case openFile = "open", statFile = "fstat", readFile = "pread", writeFile = "pwrite", syncFile = "fsync"
-        case syncFileData = "fdatasync", truncateFile = "ftruncate", lockFile = "flock", rename, syncDirectory = "fsync(dir)"
-        case makeDirectory = "mkdir", removeFile = "unlink", changeMode = "chmod"
+        case environmentCreate = "mdb_env_create"
+        case environmentOpen = "mdb_env_open"
+        case setMapSize = "mdb_env_set_mapsize"
+        case environmentInfo = "mdb_env_info"
+        case environmentSync = "mdb_env_sync"
+        case environmentCopy = "mdb_env_copy2"
+        case readerCheck = "mdb_reader_check"
+        case beginTransaction = "mdb_txn_begin"
+        case commit = "mdb_txn_commit"
+        case openDatabase = "mdb_dbi_open"
+        case get = "mdb_get"
+        case put = "mdb_put"
+        case delete = "mdb_del"
+        case statistics = "mdb_stat"
+        case openCursor = "mdb_cursor_open"
+        case moveCursor = "mdb_cursor_get"
+        case deleteAtCursor = "mdb_cursor_del"
+        case openFile = "open"
+        case statFile = "fstat"
+        case readFile = "pread"
+        case writeFile = "pwrite"
+        case syncFile = "fsync"
+        case syncFileData = "fdatasync"
+        case truncateFile = "ftruncate"
+        case lockFile = "flock"
+        case rename
+        case syncDirectory = "fsync(dir)"
+        case makeDirectory = "mkdir"
+        case removeFile = "unlink"
+        case changeMode = "chmod"
         case deflate, inflate, gunzip
     }
 
@@ -68,7 +90,7 @@ public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible 
     /// map-resized code persisting after the file's size was adopted.
     public var isUnreadableFile: Bool {
         let damaged: Set<Int32> = [MDB_INVALID, MDB_VERSION_MISMATCH, MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_BAD_TXN, MDB_MAP_RESIZED]
-        guard case let .lmdb(code) = kind else { return false }
+        guard case .lmdb(let code) = kind else { return false }
         return damaged.contains(code) || (call == .environmentOpen && (code == EINVAL || code == ENOMEM))
     }
 

@@ -112,7 +112,10 @@ struct TransactionHandle {
             var value = MDB_val()
             let code = mdb_get(txn, database.dbi, &keyVal, &value)
             if code == MDB_NOTFOUND { return nil }
-            if code != MDB_SUCCESS { failure = StorageError(.lmdb(code), call: .get); return nil }
+            if code != MDB_SUCCESS {
+                failure = StorageError(.lmdb(code), call: .get)
+                return nil
+            }
             return copyBytes(value)
         }
         if let failure { throw failure }
@@ -182,7 +185,10 @@ struct CursorHandle {
             var value = MDB_val()
             let code = mdb_cursor_get(cursor, &keyVal, &value, MDB_SET_RANGE)
             if code == MDB_NOTFOUND { return nil }
-            if code != MDB_SUCCESS { failure = StorageError(.lmdb(code), call: .moveCursor); return nil }
+            if code != MDB_SUCCESS {
+                failure = StorageError(.lmdb(code), call: .moveCursor)
+                return nil
+            }
             return Entry(key: copyBytes(keyVal), value: copyBytes(value))
         }
         if let failure { throw failure }

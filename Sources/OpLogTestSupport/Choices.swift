@@ -1,7 +1,7 @@
 import Foundation
 import OpLog
-import OpLogText
 import OpLogStorage
+import OpLogText
 import Synchronization
 
 /// A broken contract seen by a harness: the fuzz entry points trap on it (libFuzzer saves the
@@ -155,8 +155,8 @@ public enum FuzzScratch {
 package func fuzzSameError(_ lhs: OpLogError, _ rhs: OpLogError) -> Bool {
     switch (lhs, rhs) {
     case (.invalidArgument, .invalidArgument), (.storageFull, .storageFull): return true
-    case let (.duplicateInBatch(left, _), .duplicateInBatch(right, _)): return left == right
-    case let (.corruption(left, _), .corruption(right, _)): return left == right
+    case (.duplicateInBatch(let left, _), .duplicateInBatch(let right, _)): return left == right
+    case (.corruption(let left, _), .corruption(let right, _)): return left == right
     default: return lhs == rhs
     }
 }

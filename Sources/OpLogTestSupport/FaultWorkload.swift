@@ -26,7 +26,8 @@ package enum FaultWorkload {
 
     /// The op appended as `revision` of `document` by `author`.
     package static func op(document: String, revision: Revision, author: UInt8) -> NewOp {
-        NewOp(opID: opID(document: document, revision: revision), author: [author], payload: payload(document: document, revision: revision))
+        NewOp(
+            opID: opID(document: document, revision: revision), author: [author], payload: payload(document: document, revision: revision))
     }
 
     /// The snapshot taken at `revision` (its content is opaque to the store).

@@ -18,8 +18,10 @@ package enum ReferenceModel {
     /// Runs up to `steps` steps (fewer when a byte input ends first), then reopens and verifies.
     /// The store lives in `directory` (default: a new scratch directory), removed afterwards.
     /// Returns how many steps of each kind ran.
-    package static func run(_ input: FuzzInput, steps: Int,
-                            directory: String = FuzzScratch.newDirectory("model")) async throws(FuzzFinding) -> [String: Int] {
+    package static func run(
+        _ input: FuzzInput, steps: Int,
+        directory: String = FuzzScratch.newDirectory("model")
+    ) async throws(FuzzFinding) -> [String: Int] {
         defer { FuzzScratch.remove(directory) }
         var runner = FuzzModelRunner(input, stepsMax: steps)
         do {
@@ -111,7 +113,10 @@ package struct FuzzModelRunner {
         let opcode = input.byte() % 16
         let document = ReferenceModel.documents[input.pick(ReferenceModel.documents.count)]
         let current = model[document] ?? FuzzModelDocument()
-        history.append("step \(history.count): opcode \(opcode) '\(document)' head \(current.head) floor \(current.floor) snapshots \(current.snapshots.keys.sorted())")
+        history.append(
+            "step \(history.count): opcode \(opcode) '\(document)' head \(current.head) floor \(current.floor) snapshots "
+                + "\(current.snapshots.keys.sorted())"
+        )
         switch opcode {
         case 0...3: try await append(document)
         case 4: try await retry(document)
@@ -158,7 +163,8 @@ package struct FuzzModelRunner {
         var id = OpID(high: 0xF0, low: nextID)
         nextID += 1
         if shape & 0x80 != 0, !acceptedIDs.isEmpty { id = acceptedIDs[input.u16() % acceptedIDs.count] }
-        let author: [UInt8] = [[], Array("u1".utf8), Array(repeating: 0x41, count: 64), Array(repeating: 0x42, count: 65)][shape & 0x40 != 0 && input.pick(16) == 0 ? 3 : Int(shape & 3) % 3]
+        let author: [UInt8] = [[], Array("u1".utf8), Array(repeating: 0x41, count: 64), Array(repeating: 0x42, count: 65)][
+            shape & 0x40 != 0 && input.pick(16) == 0 ? 3 : Int(shape & 3) % 3]
         let clientTime: Int64? = [nil, 0, -1, .max, .min, Int64(shape) * 1000][Int(shape >> 2 & 7) % 6]
         let size = smallMap ? Int(input.byte()) << 8 : Int(input.byte() & 0x3F)
         let payload = fuzzFiller(seed: nextID, count: size, compressible: shape & 0x20 != 0)
@@ -176,14 +182,17 @@ package struct FuzzModelRunner {
         return [nil, nil, head, head &+ 1, head &- 1][input.pick(5)]
     }
 
-    package static let stepNames = ["append", "append", "append", "append", "retry", "batch", "snapshot", "truncate", "deleteSnapshot",
-                            "deleteDocument", "read", "read", "replay", "checkpoint", "reopen", "clockOrCompare"]
+    package static let stepNames = [
+        "append", "append", "append", "append", "retry", "batch", "snapshot", "truncate", "deleteSnapshot",
+        "deleteDocument", "read", "read", "replay", "checkpoint", "reopen", "clockOrCompare",
+    ]
 
     /// The revision a plain retry of `id` gets (nil: a new op): inside the op-count window, and at
     /// most `dedupeWindowMilliseconds` older than the document's newest op.
     package func knownRevision(_ id: OpID, in document: FuzzModelDocument) -> Revision? {
         guard let revision = document.revisionOfID[id], revision + UInt64(options.dedupeWindowOps) > document.head,
-              document.serverTimes[Int(revision) - 1] >= document.lastServerTime &- options.dedupeWindowMilliseconds else { return nil }
+            document.serverTimes[Int(revision) - 1] >= document.lastServerTime &- options.dedupeWindowMilliseconds
+        else { return nil }
         return revision
     }
 
@@ -238,30 +247,35 @@ package struct FuzzModelRunner {
             if asBatch {
                 got = .success(try await store!.append(batch: batch))
             } else {
-                got = .success([try await store!.append(batch[0].ops, to: batch[0].document, expectedHead: batch[0].expectedHead,
-                                                        basedOn: batch[0].basedOn)])
+                got = .success([
+                    try await store!.append(
+                        batch[0].ops, to: batch[0].document, expectedHead: batch[0].expectedHead,
+                        basedOn: batch[0].basedOn)
+                ])
             }
         } catch { got = .failure(error) }
         note("append \(batch.map { "'\($0.document)' \($0.ops.count) ops" }): \(got.map { $0.map(\.revisions) })")
         switch (wanted, got) {
-        case let (.success(want), .success(have)):
+        case (.success(let want), .success(let have)):
             try fuzzCheck(want == have, "append: store \(have), model \(want)")
             for (part, result) in zip(batch, want) where !result.wasRetry { accept(part) }
-        case let (_, .failure(.retryUnverifiable(document, basedOn, _))):
+        case (_, .failure(.retryUnverifiable(let document, let basedOn, _))):
             // Op IDs below the floor may be gone (the op-count window of dedupe records): then the
             // store cannot check, says so, and writes nothing. Retained ops are always checkable.
             let floor = model[document]?.floor ?? 1
             try fuzzCheck(basedOn + 1 < floor, "retryUnverifiable based on \(basedOn) with the floor at \(floor)")
             for part in batch {
-                try fuzzCheck(try store!.head(of: part.document) == model[part.document]?.head ?? 0, "retryUnverifiable but '\(part.document)' moved")
+                try fuzzCheck(
+                    try store!.head(of: part.document) == model[part.document]?.head ?? 0, "retryUnverifiable but '\(part.document)' moved")
             }
-        case let (.failure(want), .failure(have)):
+        case (.failure(let want), .failure(let have)):
             try fuzzCheck(fuzzSameError(want, have), "append: store \(have), model \(want)")
-        case let (.success(want), .failure(.storageFull(detail))) where smallMap && want.contains { !$0.wasRetry }:
+        case (.success(let want), .failure(.storageFull(let detail))) where smallMap && want.contains { !$0.wasRetry }:
             // Accepted only as "nothing of this append is visible".
             for part in batch {
                 let head = try store!.head(of: part.document)
-                try fuzzCheck(head == model[part.document]?.head ?? 0, "storage full (\(detail)) but '\(part.document)' moved to head \(head)")
+                try fuzzCheck(
+                    head == model[part.document]?.head ?? 0, "storage full (\(detail)) but '\(part.document)' moved to head \(head)")
             }
             let bytes = batch.reduce(0) { $0 + $1.ops.reduce(0) { $0 + $1.payload.count } }
             try fuzzCheck(!model.isEmpty || bytes > 64 << 10, "storage full on an empty store for \(bytes) bytes: \(detail)")
@@ -303,7 +317,8 @@ package struct FuzzModelRunner {
         }
         // Half the retries name the revision they were based on (or a wrong one).
         let basedOn: Revision? = [nil, chosen.base, chosen.base, chosen.base &+ 1][input.pick(4)]
-        try await perform([DocumentAppend(document: document, ops: ops, expectedHead: expectedHead(document), basedOn: basedOn)], asBatch: false)
+        try await perform(
+            [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead(document), basedOn: basedOn)], asBatch: false)
     }
 
     package mutating func batch() async throws {
@@ -321,11 +336,14 @@ package struct FuzzModelRunner {
 
     package mutating func putSnapshot(_ document: DocumentID) async throws {
         let current = model[document] ?? FuzzModelDocument()
-        let revision: Revision = [current.head > 0 ? 1 + UInt64(input.u16()) % current.head : 1, current.head, current.head + 1, 0][input.pick(4)]
+        let revision: Revision = [current.head > 0 ? 1 + UInt64(input.u16()) % current.head : 1, current.head, current.head + 1, 0][
+            input.pick(4)]
         // A true state, or bogus bytes: replay must then answer from exactly the snapshot it chose.
         let state = input.pick(4) == 0 ? [[0xEE, input.byte()]] : current.payloads(through: revision)
         let bytes = try FuzzPayloadListReducer().encode(state)
-        let wanted: OpLogError? = current.head == 0 ? .documentNotFound(document)
+        let wanted: OpLogError? =
+            current.head == 0
+            ? .documentNotFound(document)
             : (revision < 1 || revision > current.head) ? .beyondHead(document: document, requested: revision, head: current.head) : nil
         do {
             try await store!.putSnapshot(bytes, of: document, at: revision)
@@ -336,17 +354,22 @@ package struct FuzzModelRunner {
             note("snapshot \(revision): \(error)")
             if case .storageFull = error, smallMap, wanted == nil {
                 let stored = try store!.snapshot(of: document, atOrBelow: revision)
-                try fuzzCheck(stored?.revision != revision || stored?.bytes == current.snapshots[revision], "storage full but snapshot \(revision) changed")
+                try fuzzCheck(
+                    stored?.revision != revision || stored?.bytes == current.snapshots[revision],
+                    "storage full but snapshot \(revision) changed")
                 return
             }
-            try fuzzCheck(wanted.map { fuzzSameError($0, error) } ?? false, "putSnapshot \(revision): store \(error), model \(String(describing: wanted))")
+            try fuzzCheck(
+                wanted.map { fuzzSameError($0, error) } ?? false,
+                "putSnapshot \(revision): store \(error), model \(String(describing: wanted))")
         }
     }
 
     package mutating func truncate(_ document: DocumentID) async throws {
         let current = model[document] ?? FuzzModelDocument()
         let candidates = current.snapshots.keys.sorted().map { $0 + 1 }
-        let floor: Revision = !candidates.isEmpty && input.pick(3) != 0 ? candidates[input.pick(candidates.count)] : UInt64(input.u16()) % (current.head + 3)
+        let floor: Revision =
+            !candidates.isEmpty && input.pick(3) != 0 ? candidates[input.pick(candidates.count)] : UInt64(input.u16()) % (current.head + 3)
         let wanted: OpLogError?
         if current.head == 0 {
             wanted = .documentNotFound(document)
@@ -366,7 +389,9 @@ package struct FuzzModelRunner {
             note("truncated below \(floor)")
         } catch let error as OpLogError {
             note("truncate below \(floor): \(error)")
-            try fuzzCheck(wanted.map { fuzzSameError($0, error) } ?? false, "truncate below \(floor): store \(error), model \(String(describing: wanted))")
+            try fuzzCheck(
+                wanted.map { fuzzSameError($0, error) } ?? false,
+                "truncate below \(floor): store \(error), model \(String(describing: wanted))")
         }
     }
 
@@ -374,7 +399,9 @@ package struct FuzzModelRunner {
         let current = model[document] ?? FuzzModelDocument()
         let existing = current.snapshots.keys.sorted()
         let revision = !existing.isEmpty && input.pick(4) != 0 ? existing[input.pick(existing.count)] : UInt64(input.byte())
-        let wanted: OpLogError? = current.floor > 1 && revision == current.floor - 1 ? .snapshotProtected(document: document, revision: revision)
+        let wanted: OpLogError? =
+            current.floor > 1 && revision == current.floor - 1
+            ? .snapshotProtected(document: document, revision: revision)
             : current.snapshots[revision] == nil ? .snapshotNotFound(document: document, revision: revision) : nil
         do {
             try await store!.deleteSnapshot(of: document, at: revision)
@@ -383,7 +410,9 @@ package struct FuzzModelRunner {
             note("deleted snapshot \(revision)")
         } catch let error as OpLogError {
             note("delete snapshot \(revision): \(error)")
-            try fuzzCheck(wanted.map { fuzzSameError($0, error) } ?? false, "deleteSnapshot \(revision): store \(error), model \(String(describing: wanted))")
+            try fuzzCheck(
+                wanted.map { fuzzSameError($0, error) } ?? false,
+                "deleteSnapshot \(revision): store \(error), model \(String(describing: wanted))")
         }
     }
 
@@ -397,7 +426,9 @@ package struct FuzzModelRunner {
         if limit < 1 || from < 1 {
             wanted = .invalidArgument("")
         } else if from < current.floor {
-            wanted = .belowFloor(document: document, requested: from, floor: current.floor, latestSnapshot: current.latestSnapshot(atOrBelow: current.floor - 1))
+            wanted = .belowFloor(
+                document: document, requested: from, floor: current.floor,
+                latestSnapshot: current.latestSnapshot(atOrBelow: current.floor - 1))
         } else if from > current.head + 1 {
             wanted = .beyondHead(document: document, requested: from, head: current.head)
         } else {
@@ -410,7 +441,9 @@ package struct FuzzModelRunner {
             note("read \(ops.count) ops from \(from)")
         } catch let error as OpLogError {
             note("read from \(from) limit \(limit): \(error)")
-            try fuzzCheck(wanted.map { fuzzSameError($0, error) } ?? false, "read from \(from) limit \(limit): store \(error), model \(String(describing: wanted))")
+            try fuzzCheck(
+                wanted.map { fuzzSameError($0, error) } ?? false,
+                "read from \(from) limit \(limit): store \(error), model \(String(describing: wanted))")
         }
     }
 
@@ -419,9 +452,12 @@ package struct FuzzModelRunner {
         try fuzzCheck(ops.count == count, "'\(document)' from \(from): \(ops.count) ops, model \(count)")
         for (index, op) in ops.enumerated() {
             let want = current.ops[Int(from) - 1 + index]
-            try fuzzCheck(op.revision == from + UInt64(index) && op.opID == want.opID && op.payload == want.payload && op.author == want.author
-                          && op.clientTimeMilliseconds == want.clientTimeMilliseconds, "'\(document)'@\(op.revision) differs from the model")
-            if index > 0 { try fuzzCheck(ops[index - 1].serverTimeMilliseconds <= op.serverTimeMilliseconds, "server time decreases at \(op.revision)") }
+            try fuzzCheck(
+                op.revision == from + UInt64(index) && op.opID == want.opID && op.payload == want.payload && op.author == want.author
+                    && op.clientTimeMilliseconds == want.clientTimeMilliseconds, "'\(document)'@\(op.revision) differs from the model")
+            if index > 0 {
+                try fuzzCheck(ops[index - 1].serverTimeMilliseconds <= op.serverTimeMilliseconds, "server time decreases at \(op.revision)")
+            }
         }
     }
 
@@ -438,18 +474,24 @@ package struct FuzzModelRunner {
             let state = try FuzzPayloadListReducer().decode(current.snapshots[base]!)
             wanted = .success((state + current.ops[Int(base)..<Int(goal)].map(\.payload), goal))
         } else if current.floor > 1 {
-            wanted = .failure(.belowFloor(document: document, requested: goal, floor: current.floor, latestSnapshot: current.latestSnapshot(atOrBelow: current.floor - 1)))
+            wanted = .failure(
+                .belowFloor(
+                    document: document, requested: goal, floor: current.floor,
+                    latestSnapshot: current.latestSnapshot(atOrBelow: current.floor - 1)))
         } else {
             wanted = .success((current.payloads(through: goal), goal))
         }
         note("replay to \(target.map(String.init) ?? "head"): \(wanted.map { "\($0.0.count) payloads at \($0.1)" })")
         do {
             let (state, revision) = try store!.replay(document, to: target, with: FuzzPayloadListReducer())
-            guard case let .success((wantedState, wantedRevision)) = wanted, state == wantedState, revision == wantedRevision else {
-                throw FuzzFinding("replay to \(String(describing: target)) gave revision \(revision) with \(state.count) payloads, model \(wanted.map { ($0.0.count, $0.1) })")
+            guard case .success((let wantedState, let wantedRevision)) = wanted, state == wantedState, revision == wantedRevision else {
+                throw FuzzFinding(
+                    "replay to \(String(describing: target)) gave revision \(revision) with \(state.count) payloads, model "
+                        + "\(wanted.map { ($0.0.count, $0.1) })"
+                )
             }
         } catch let error as OpLogError {
-            guard case let .failure(wantedError) = wanted, fuzzSameError(error, wantedError) else {
+            guard case .failure(let wantedError) = wanted, fuzzSameError(error, wantedError) else {
                 throw FuzzFinding("replay to \(String(describing: target)): store \(error), model \(wanted.map { ($0.0.count, $0.1) })")
             }
         }
@@ -465,8 +507,12 @@ package struct FuzzModelRunner {
             let info = try store!.info(of: document)
             try fuzzCheck((info?.head ?? 0) == current.head, "'\(document)' head \(info?.head ?? 0), model \(current.head)")
             guard let info else { continue }
-            try fuzzCheck(info.floor == current.floor && info.opCount == Int(current.head + 1 - current.floor), "'\(document)' floor \(info.floor), model \(current.floor)")
-            try fuzzCheck(info.snapshots.map(\.revision) == current.snapshots.keys.sorted(), "'\(document)' snapshots \(info.snapshots.map(\.revision)), model \(current.snapshots.keys.sorted())")
+            try fuzzCheck(
+                info.floor == current.floor && info.opCount == Int(current.head + 1 - current.floor),
+                "'\(document)' floor \(info.floor), model \(current.floor)")
+            try fuzzCheck(
+                info.snapshots.map(\.revision) == current.snapshots.keys.sorted(),
+                "'\(document)' snapshots \(info.snapshots.map(\.revision)), model \(current.snapshots.keys.sorted())")
             for (revision, bytes) in current.snapshots {
                 let snapshot = try store!.snapshot(of: document, atOrBelow: revision)
                 try fuzzCheck(snapshot?.revision == revision && snapshot?.bytes == bytes, "'\(document)' snapshot \(revision) differs")

@@ -8,8 +8,10 @@ package let hangBoundSeconds: Double = 600
 /// Runs an executable with this process's environment plus `environment` (nil removes a variable),
 /// killing it after `timeoutSeconds`; returns its exit status (or signal), whether it died by a
 /// signal, and its standard output (and error, `withErrors`).
-package func runProcess(_ path: String, _ arguments: [String], environment extra: [String: String?] = [:], timeoutSeconds: Double = hangBoundSeconds,
-                withErrors: Bool = true) throws -> (status: Int32, signaled: Bool, timedOut: Bool, output: String) {
+package func runProcess(
+    _ path: String, _ arguments: [String], environment extra: [String: String?] = [:], timeoutSeconds: Double = hangBoundSeconds,
+    withErrors: Bool = true
+) throws -> (status: Int32, signaled: Bool, timedOut: Bool, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -37,7 +39,8 @@ package final class KillTimer: @unchecked Sendable {
     private var cancelled = false
 
     package func fire(_ action: () -> Void) {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         if cancelled { return }
         fired = true
         action()
@@ -45,7 +48,8 @@ package final class KillTimer: @unchecked Sendable {
 
     /// Cancels the timer; returns whether it had already fired.
     package func cancelAndReport() -> Bool {
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         cancelled = true
         return fired
     }

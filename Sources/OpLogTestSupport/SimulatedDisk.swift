@@ -125,9 +125,9 @@ package struct SimulatedDisk {
     private static func applyNames(_ changes: ArraySlice<NameChange>, to names: inout [String: Int]) {
         for change in changes {
             switch change {
-            case let .link(name, inode): names[name] = inode
-            case let .rename(from, to): names[to] = names.removeValue(forKey: from)
-            case let .unlink(name): names[name] = nil
+            case .link(let name, let inode): names[name] = inode
+            case .rename(let from, let to): names[to] = names.removeValue(forKey: from)
+            case .unlink(let name): names[name] = nil
             }
         }
     }
@@ -172,16 +172,18 @@ extension SimulatedDisk.Inode {
             switch (change, fate) {
             case (_, .drop):
                 continue
-            case let (.truncate(size), _):
+            case (.truncate(let size), _):
                 if size < bytes.count { bytes.removeSubrange(size...) } else { bytes += [UInt8](repeating: 0, count: size - bytes.count) }
-            case let (.write(offset, data), .keep):
+            case (.write(let offset, let data), .keep):
                 bytes.write(data, at: offset)
-            case let (.write(offset, data), .tear(seed)):
+            case (.write(let offset, let data), .tear(let seed)):
                 var random = SplitMix64(seed: seed)
                 var start = offset
                 while start < offset + data.count {
                     let end = min(offset + data.count, (start / SimulatedDisk.sectorBytes + 1) * SimulatedDisk.sectorBytes)
-                    if random.next() % 2 == 0 { bytes.write(data[(data.startIndex + start - offset)..<(data.startIndex + end - offset)], at: start) }
+                    if random.next() % 2 == 0 {
+                        bytes.write(data[(data.startIndex + start - offset)..<(data.startIndex + end - offset)], at: start)
+                    }
                     start = end
                 }
             }
@@ -204,7 +206,7 @@ extension [SimulatedDisk.Change] {
     package mutating func removeOverlap(_ offset: Int, _ length: Int) {
         let end = offset + length
         self = flatMap { change -> [SimulatedDisk.Change] in
-            guard case let .write(start, data) = change, start < end, start + data.count > offset else { return [change] }
+            guard case .write(let start, let data) = change, start < end, start + data.count > offset else { return [change] }
             var pieces: [SimulatedDisk.Change] = []
             if start < offset { pieces.append(.write(offset: start, bytes: data.prefix(offset - start))) }
             if start + data.count > end { pieces.append(.write(offset: end, bytes: data.suffix(start + data.count - end))) }
@@ -224,7 +226,8 @@ package struct SyscallEvent {
     }
 
     package enum Kind: UInt32 {
-        case open = 1, write, sync, truncate, rename, unlink, marker, fault
+        case open = 1
+        case write, sync, truncate, rename, unlink, marker, fault
     }
 
     package var kind: Kind
@@ -249,12 +252,15 @@ package struct SyscallEvent {
         while offset + 32 <= bytes.count {
             let length = Int(field(offset + 24, 8))
             guard offset + 32 + length <= bytes.count else { break }
-            guard let kind = Kind(rawValue: UInt32(field(offset, 4))) else { throw FuzzFinding("unknown fault-log record kind at offset \(offset)") }
-            events.append(SyscallEvent(kind: kind, flags: UInt32(field(offset + 4, 4)), inode: field(offset + 8, 8),
-                                       offset: field(offset + 16, 8), payload: bytes[(offset + 32)..<(offset + 32 + length)]))
+            guard let kind = Kind(rawValue: UInt32(field(offset, 4))) else {
+                throw FuzzFinding("unknown fault-log record kind at offset \(offset)")
+            }
+            events.append(
+                SyscallEvent(
+                    kind: kind, flags: UInt32(field(offset + 4, 4)), inode: field(offset + 8, 8),
+                    offset: field(offset + 16, 8), payload: bytes[(offset + 32)..<(offset + 32 + length)]))
             offset += 32 + length
         }
         return events
     }
 }
-

@@ -24,8 +24,9 @@ public struct EditingTrace: Sendable {
         }
         var name = (path as NSString).lastPathComponent
         if name.hasSuffix(".json.gz") { name.removeLast(8) }
-        return EditingTrace(name: name, startContent: file.startContent ?? "", endContent: file.endContent,
-                            patches: file.txns.flatMap { $0.patches.map(\.patch) })
+        return EditingTrace(
+            name: name, startContent: file.startContent ?? "", endContent: file.endContent,
+            patches: file.txns.flatMap { $0.patches.map(\.patch) })
     }
 
     /// The trace file's JSON, decoded directly into patches.
@@ -44,8 +45,9 @@ public struct EditingTrace: Sendable {
 
             init(from decoder: any Decoder) throws {
                 var container = try decoder.unkeyedContainer()
-                patch = TextPatch(position: try container.decode(Int.self), deleted: try container.decode(Int.self),
-                                  inserted: try container.decode(String.self))
+                patch = TextPatch(
+                    position: try container.decode(Int.self), deleted: try container.decode(Int.self),
+                    inserted: try container.decode(String.self))
             }
         }
     }
@@ -55,8 +57,10 @@ public struct EditingTrace: Sendable {
     /// every patch).
     public static func generated(seed: UInt64 = 42, patchCount: Int = 20_000, computeEndContent: Bool = true) -> EditingTrace {
         var random = SplitMix64(seed: seed)
-        let words = ["the", "log", "of", "every", "edit", "is", "kept", "and", "replayed", "from", "a", "snapshot",
-                     "server", "revision", "document", "écrit", "naïve", "文字", "👋", "durable"]
+        let words = [
+            "the", "log", "of", "every", "edit", "is", "kept", "and", "replayed", "from", "a", "snapshot",
+            "server", "revision", "document", "écrit", "naïve", "文字", "👋", "durable",
+        ]
         var length = 0
         var cursor = 0
         var patches: [TextPatch] = []

@@ -7,7 +7,8 @@ import OpLogText
 /// from several tasks, with the compaction scheduler running, and reports every acknowledged op on
 /// standard output as `ack <document> <revision>` until it is killed. Each run resumes at the heads.
 struct CrashChild: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "crash-child", abstract: "Append and compact until killed (crash tests).", shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "crash-child", abstract: "Append and compact until killed (crash tests).", shouldDisplay: false)
 
     @OptionGroup var storeOption: StoreOption
 
@@ -37,8 +38,9 @@ struct CrashChild: AsyncParsableCommand {
                         // Up to three patches per append: one op each, acknowledged together.
                         let count = min(1 + next % 3, session.patches.count - next)
                         let ops = (next..<(next + count)).map { patchIndex in
-                            NewOp(opID: EditingTrace.opID(document: document.value, patchIndex: patchIndex), author: [UInt8(index)],
-                                  payload: session.patches[patchIndex].jsonBytes())
+                            NewOp(
+                                opID: EditingTrace.opID(document: document.value, patchIndex: patchIndex), author: [UInt8(index)],
+                                payload: session.patches[patchIndex].jsonBytes())
                         }
                         let result = try await store.append(ops, to: document)
                         output.acknowledge(document.value, result.revisions)

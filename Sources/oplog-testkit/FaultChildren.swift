@@ -3,6 +3,7 @@ import Foundation
 import OpLog
 import OpLogTestSupport
 import OpLogText
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,7 +17,9 @@ import Glibc
 /// only for crash moments after it. Lines: `ack DOC REV` (every revision up to REV),
 /// `snap DOC REV`, `floor DOC FLOOR`, `checkpoint`, `done`.
 struct PowerChild: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "power-child", abstract: "Append, snapshot, truncate and apply under the fault layer (power-loss tests).", shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "power-child", abstract: "Append, snapshot, truncate and apply under the fault layer (power-loss tests).",
+        shouldDisplay: false)
 
     @OptionGroup var storeOption: StoreOption
     @Option var documents: Int = 3
@@ -78,7 +81,8 @@ struct PowerChild: AsyncParsableCommand {
 /// (a store left by `leave-unapplied`, whose revisions 31...33 only the journal holds). Prints `result …`,
 /// `followup-append …`, `followup-checkpoint …`, `close …`, each `ok` or `error CASE`.
 struct FaultChild: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "fault-child", abstract: "Run one operation with an armed fault layer (I/O-fault tests).", shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "fault-child", abstract: "Run one operation with an armed fault layer (I/O-fault tests).", shouldDisplay: false)
 
     @OptionGroup var storeOption: StoreOption
     @Option var operation: String
@@ -90,8 +94,10 @@ struct FaultChild: AsyncParsableCommand {
         let recovering = operation == "recover"
         // Recovery is the open itself: the faults are armed before it.
         if recovering { marker.write("arm\n") }
-        let opened = Result { () throws(OpLogError) -> OpLogStore in try OpLogStore.open(directory: storeOption.store, options: StoreOptions()) }
-        if recovering, case let .failure(error) = opened {
+        let opened = Result { () throws(OpLogError) -> OpLogStore in
+            try OpLogStore.open(directory: storeOption.store, options: StoreOptions())
+        }
+        if recovering, case .failure(let error) = opened {
             marker.write("disarm\n")
             report("result error \(Self.caseName(error))")
             return

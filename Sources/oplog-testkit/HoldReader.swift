@@ -5,7 +5,8 @@ import OpLogStorage
 /// Test helper (hidden): opens the store's LMDB file and holds a read transaction until killed, so
 /// that the tests can check a killed process's reader slot is cleared on the next open.
 struct HoldReader: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "hold-reader", abstract: "Hold an LMDB read transaction until killed (tests).", shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "hold-reader", abstract: "Hold an LMDB read transaction until killed (tests).", shouldDisplay: false)
 
     @OptionGroup var storeOption: StoreOption
 

@@ -10,7 +10,8 @@ import OpLogText
 /// Read names depend only on the `--document` arguments and on `info` answers that the parent
 /// checks too, never on other stored bytes. Exit 0 unless the store did not open (3).
 struct ReadAll: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "read-all", abstract: "Read every document and print a digest of each read (damage tests).", shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "read-all", abstract: "Read every document and print a digest of each read (damage tests).", shouldDisplay: false)
 
     @OptionGroup var storeOption: StoreOption
 
@@ -80,14 +81,16 @@ struct ReadAll: AsyncParsableCommand {
         case let info as DocumentInfo?:
             guard let info else { return "absent" }
             let snapshots = info.snapshots.map { "\($0.revision)/\($0.createdAtMilliseconds)/\($0.sizeBytes)" }
-            return "head \(info.head) floor \(info.floor) ops \(info.opCount) time \(info.lastServerTimeMilliseconds) snapshots \(snapshots)"
+            return
+                "head \(info.head) floor \(info.floor) ops \(info.opCount) time \(info.lastServerTimeMilliseconds) snapshots \(snapshots)"
         default:
             return "\(value)"
         }
     }
 
     private static func describe(_ op: StoredOp) -> String {
-        "\(op.revision) \(op.opID) \(checksum(op.author)) \(op.clientTimeMilliseconds.map(String.init) ?? "-") \(op.serverTimeMilliseconds) \(op.payload.count) \(checksum(op.payload))"
+        "\(op.revision) \(op.opID) \(checksum(op.author)) \(op.clientTimeMilliseconds.map(String.init) ?? "-") "
+            + "\(op.serverTimeMilliseconds) \(op.payload.count) \(checksum(op.payload))"
     }
 
     /// Tells damaged bytes from the template's (not an integrity check).

@@ -8,7 +8,8 @@ import Synchronization
 /// documents, a stalled tenth that never reads while ops arrive (their buffers must overflow, not
 /// grow), and the delivery latency from acknowledgement to 1,000 live subscribers. Prints JSON.
 struct SubscriberMemory: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "subscriber-memory", abstract: "Measure subscription memory and delivery latency (tests).", shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "subscriber-memory", abstract: "Measure subscription memory and delivery latency (tests).", shouldDisplay: false)
 
     @OptionGroup var storeOption: StoreOption
     @Option var subscribers = 10_000
@@ -19,7 +20,9 @@ struct SubscriberMemory: AsyncParsableCommand {
         options.durability = .lastAppendsMayBeLost
         let store = try await OpLogStore.open(directory: storeOption.store, options: options)
         let ids = try (0..<documents).map { try DocumentID("m\($0)") }
-        func op(_ id: UInt64) -> NewOp { NewOp(opID: OpID(high: 3, low: id), author: [1], payload: Array("{\"p\":0,\"d\":0,\"i\":\"x\"}".utf8)) }
+        func op(_ id: UInt64) -> NewOp {
+            NewOp(opID: OpID(high: 3, low: id), author: [1], payload: Array("{\"p\":0,\"d\":0,\"i\":\"x\"}".utf8))
+        }
         for (index, id) in ids.enumerated() { _ = try await store.append([op(UInt64(index))], to: id) }
         let before = residentBytes()
         let shared = Collected()
@@ -48,7 +51,9 @@ struct SubscriberMemory: AsyncParsableCommand {
             let idle = residentBytes()
             // 2,000 ops to the stalled documents' subscribers: more than a buffer's 1,000.
             for round in 0..<(2_000 / max(1, stalledDocuments) + 1) {
-                let batch = (0..<stalledDocuments).map { DocumentAppend(document: ids[$0], ops: [op(UInt64(100_000 + round * documents + $0))]) }
+                let batch = (0..<stalledDocuments).map {
+                    DocumentAppend(document: ids[$0], ops: [op(UInt64(100_000 + round * documents + $0))])
+                }
                 _ = try await store.append(batch: batch)
             }
             let afterStalled = residentBytes()

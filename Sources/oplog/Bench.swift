@@ -41,7 +41,9 @@ struct Bench: AsyncParsableCommand {
     func validate() throws {
         guard (1...10_000).contains(writers) else { throw ValidationError("--writers must be 1 ... 10,000") }
         guard (1...100_000).contains(documents) else { throw ValidationError("--documents must be 1 ... 100,000") }
-        guard writers <= documents else { throw ValidationError("--writers must not exceed --documents (each writer owns at least one document)") }
+        guard writers <= documents else {
+            throw ValidationError("--writers must not exceed --documents (each writer owns at least one document)")
+        }
         guard (1...1_000_000).contains(opsPerDocument) else { throw ValidationError("--ops-per-document must be 1 ... 1,000,000") }
         guard documents * opsPerDocument <= 50_000_000 else { throw ValidationError("at most 50,000,000 ops in all") }
     }
@@ -75,15 +77,23 @@ struct Bench: AsyncParsableCommand {
         let written: Int64? = if let writtenBefore, let writtenAfter { writtenAfter - writtenBefore } else { nil }
 
         let sorted = latencies.sorted()
-        print("oplog bench: \(writers) writers, \(documents) documents × \(opsPerDocument) ops from \(session.name), durability full, store \(store)")
-        print("appends/s: \(Int(Double(sorted.count) / seconds)) (\(sorted.count) durable appends in \(String(format: "%.2f", seconds)) s, closing included)")
+        print(
+            "oplog bench: \(writers) writers, \(documents) documents × \(opsPerDocument) ops from \(session.name), durability "
+                + "full, store \(store)"
+        )
+        print(
+            "appends/s: \(Int(Double(sorted.count) / seconds)) (\(sorted.count) durable appends in "
+                + "\(String(format: "%.2f", seconds)) s, closing included)"
+        )
         print("ack latency: p50 \(Self.millis(Self.percentile(sorted, 0.50))) ms, p99 \(Self.millis(Self.percentile(sorted, 0.99))) ms")
         if let written {
             let payload = opBytes + snapshotBytes
-            print("written: \(written) bytes for \(opBytes) bytes of ops + \(snapshotBytes) bytes of snapshots: "
-                + "WA \(String(format: "%.2f", Double(written) / Double(max(payload, 1))))")
-            print("(WA = bytes this process had written to the disk, from /proc/self/io, per byte of ops and snapshots stored; "
-                + "the filesystem's own journal, written by a kernel thread, is not counted.)")
+            print(
+                "written: \(written) bytes for \(opBytes) bytes of ops + \(snapshotBytes) bytes of snapshots: "
+                    + "WA \(String(format: "%.2f", Double(written) / Double(max(payload, 1))))")
+            print(
+                "(WA = bytes this process had written to the disk, from /proc/self/io, per byte of ops and snapshots stored; "
+                    + "the filesystem's own journal, written by a kernel thread, is not counted.)")
         } else {
             print("written: unknown (no /proc/self/io on this system), so no WA figure")
         }
@@ -107,7 +117,8 @@ struct Bench: AsyncParsableCommand {
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: store, isDirectory: &isDirectory) {
             guard isDirectory.boolValue, (try FileManager.default.contentsOfDirectory(atPath: store)).isEmpty else {
-                throw ValidationError("\(store) exists and is not an empty directory; bench removes its store afterwards, so give a new path with --store")
+                throw ValidationError(
+                    "\(store) exists and is not an empty directory; bench removes its store afterwards, so give a new path with --store")
             }
             return false
         }
@@ -220,8 +231,10 @@ struct BenchPlan: Sendable {
                 if index == 0 && offset > 0 { text = TextBuffer(trace.startContent) }
                 let patch = trace.patches[index]
                 try? text.apply(patch)
-                ops.append(NewOp(opID: OpID(high: random.next(), low: random.next()), author: author,
-                                 clientTimeMilliseconds: baseTime + Int64(offset) * 300, payload: patch.jsonBytes()))
+                ops.append(
+                    NewOp(
+                        opID: OpID(high: random.next(), low: random.next()), author: author,
+                        clientTimeMilliseconds: baseTime + Int64(offset) * 300, payload: patch.jsonBytes()))
                 if (offset + 1) % Bench.snapshotInterval == 0 { snapshots[Revision(offset + 1)] = Array(text.text.utf8) }
             }
             return BenchPlan(document: try DocumentID("bench-\(k)"), ops: ops, snapshots: snapshots)

@@ -62,7 +62,10 @@ struct Demo: AsyncParsableCommand {
         var text = resumed.state
         let start = Int(resumed.revision)
         guard start <= session.patches.count else {
-            throw ValidationError("'\(document)' in \(storeOption.store) already holds \(start) ops, more than this session's \(session.patches.count) patches: it was written by another session; use another --store")
+            throw ValidationError(
+                "'\(document)' in \(storeOption.store) already holds \(start) ops, more than this session's "
+                    + "\(session.patches.count) patches: it was written by another session; use another --store"
+            )
         }
         if start > 0 { print("resuming '\(document)' at revision \(start) (head = patches applied)") }
         let clock = ContinuousClock()
@@ -70,11 +73,14 @@ struct Demo: AsyncParsableCommand {
         for index in start..<session.patches.count {
             let patch = session.patches[index]
             try text.apply(patch)
-            let op = NewOp(opID: Self.opID(document: session.name, patchIndex: index), author: Array("demo".utf8),
-                           clientTimeMilliseconds: SystemClock().now, payload: patch.jsonBytes())
+            let op = NewOp(
+                opID: Self.opID(document: session.name, patchIndex: index), author: Array("demo".utf8),
+                clientTimeMilliseconds: SystemClock().now, payload: patch.jsonBytes())
             let result = try await store.append([op], to: document)
             let revision = result.revisions[0]
-            guard revision == UInt64(index + 1) else { throw ValidationError("revision \(revision) for patch \(index + 1): the document holds other ops") }
+            guard revision == UInt64(index + 1) else {
+                throw ValidationError("revision \(revision) for patch \(index + 1): the document holds other ops")
+            }
             if (index + 1) % 20_000 == 0 { printError("… \(index + 1)/\(session.patches.count) patches") }
         }
         let appended = session.patches.count - start
@@ -82,8 +88,17 @@ struct Demo: AsyncParsableCommand {
         await scheduler.drain()
         await scheduler.stop()
         let compaction = scheduler.statistics
-        print("appended \(appended) ops in \(String(format: "%.2f", seconds)) s (\(appended > 0 ? Int(Double(appended) / max(seconds, 1e-9)) : 0) appends/s, durability \(durability), one append per patch)")
-        print("compaction scheduler (snapshot every \(snapshotEvery) ops, keep \(snapshotEvery / 2) below it): \(compaction.snapshotsWritten) snapshots (\(formatBytes(compaction.snapshotBytesWritten))), \(compaction.opsTruncated) ops truncated, \(compaction.snapshotsDeleted) old snapshots deleted, \(compaction.failures) failures")
+        print(
+            "appended \(appended) ops in \(String(format: "%.2f", seconds)) s "
+                + "(\(appended > 0 ? Int(Double(appended) / max(seconds, 1e-9)) : 0) appends/s, durability \(durability), one "
+                    + "append per patch)"
+        )
+        print(
+            "compaction scheduler (snapshot every \(snapshotEvery) ops, keep \(snapshotEvery / 2) below it): "
+                + "\(compaction.snapshotsWritten) snapshots (\(formatBytes(compaction.snapshotBytesWritten))), "
+                    + "\(compaction.opsTruncated) ops truncated, \(compaction.snapshotsDeleted) old snapshots deleted, "
+                        + "\(compaction.failures) failures"
+        )
         try await readBack(store, document, session: session)
     }
 
@@ -91,15 +106,24 @@ struct Demo: AsyncParsableCommand {
         guard let info = try store.info(of: document) else { return }
         let replayed = try store.replay(document, with: TextReducer()).state.text
         let matches = session.endContent.map { $0 == replayed } ?? true
-        print("document '\(document)': head \(info.head), floor \(info.floor), \(info.opCount) ops retained (\(formatBytes(info.storedBytes))), snapshots at \(info.snapshots.map(\.revision))")
-        print("replay to head: \(replayed.unicodeScalars.count) characters, \(matches ? "matches" : "DOES NOT MATCH") the session's final text")
+        print(
+            "document '\(document)': head \(info.head), floor \(info.floor), \(info.opCount) ops retained "
+                + "(\(formatBytes(info.storedBytes))), snapshots at \(info.snapshots.map(\.revision))"
+        )
+        print(
+            "replay to head: \(replayed.unicodeScalars.count) characters, \(matches ? "matches" : "DOES NOT MATCH") the "
+                + "session's final text"
+        )
         let tail = try store.ops(of: document, from: info.head > 2 ? info.head - 2 : 1, limit: 3)
         for op in tail {
             print("  op \(op.revision): \(String(decoding: op.payload, as: UTF8.self))")
         }
         try await store.checkpoint()
         let stats = try store.statistics()
-        print("store: data file \(formatBytes(stats.dataFileBytes)) (\(formatBytes(stats.dataFileAllocatedBytes)) allocated), map \(formatBytes(stats.mapSizeBytes)), \(stats.freePages) free pages, journal \(formatBytes(stats.journalBytes))")
+        print(
+            "store: data file \(formatBytes(stats.dataFileBytes)) (\(formatBytes(stats.dataFileAllocatedBytes)) allocated), map "
+                + "\(formatBytes(stats.mapSizeBytes)), \(stats.freePages) free pages, journal \(formatBytes(stats.journalBytes))"
+        )
         if !matches { throw ExitCode(1) }
     }
 

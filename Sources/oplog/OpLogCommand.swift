@@ -7,13 +7,17 @@ struct OpLogCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "oplog",
         abstract: "A durable operation log and snapshot store for collaborative documents, on LMDB.",
-        subcommands: [Demo.self, Bench.self, Stats.self, Dump.self, Verify.self, Replay.self, Compact.self, Backup.self, Restore.self, VerifyScan.self])
+        subcommands: [
+            Demo.self, Bench.self, Stats.self, Dump.self, Verify.self, Replay.self, Compact.self, Backup.self, Restore.self,
+            VerifyScan.self,
+        ])
 
     /// Refuses an unknown subcommand even when `--help` follows it (the argument parser would show
     /// the general help and succeed), so a mistyped or removed command never looks like it ran.
     static func main() async {
         if let first = CommandLine.arguments.dropFirst().first, !first.hasPrefix("-"), first != "help",
-           !configuration.subcommands.contains(where: { $0._commandName == first }) {
+            !configuration.subcommands.contains(where: { $0._commandName == first })
+        {
             printError("error: unknown subcommand '\(first)'; see 'oplog --help'")
             Foundation.exit(ExitCode.validationFailure.rawValue)
         }

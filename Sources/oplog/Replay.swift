@@ -4,7 +4,8 @@ import OpLog
 import OpLogText
 
 struct Replay: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a text document at a revision (latest snapshot at or below it + the ops after it).")
+    static let configuration = CommandConfiguration(
+        abstract: "Print a text document at a revision (latest snapshot at or below it + the ops after it).")
 
     @OptionGroup var storeOption: StoreOption
 
@@ -32,7 +33,8 @@ struct Replay: AsyncParsableCommand {
 }
 
 struct Compact: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write a compacted copy of a store (LMDB's compacting copy plus the journal), then verify it.")
+    static let configuration = CommandConfiguration(
+        abstract: "Write a compacted copy of a store (LMDB's compacting copy plus the journal), then verify it.")
 
     @OptionGroup var storeOption: StoreOption
 
@@ -45,7 +47,8 @@ struct Compact: AsyncParsableCommand {
 }
 
 struct Backup: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Copy a live store consistently (every op acknowledged before it started), then verify the copy.")
+    static let configuration = CommandConfiguration(
+        abstract: "Copy a live store consistently (every op acknowledged before it started), then verify the copy.")
 
     @OptionGroup var storeOption: StoreOption
 
@@ -76,7 +79,11 @@ func copyAndVerify(from source: String, to destination: String, compact: Bool, v
     let started = clock.now
     let report = try await withReadOnlyStore(source) { store in try await store.backup(to: destination, compact: compact) }
     let seconds = (clock.now - started) / .seconds(1)
-    print("\(verb) \(source) to \(destination) in \(String(format: "%.2f", seconds)) s: data file \(formatBytes(report.dataFileBytes)), journal \(formatBytes(report.journalBytes)) (\(report.journalRecords) records, \(report.journalOps) ops after applied sequence \(report.appliedSequence))")
+    print(
+        "\(verb) \(source) to \(destination) in \(String(format: "%.2f", seconds)) s: data file "
+            + "\(formatBytes(report.dataFileBytes)), journal \(formatBytes(report.journalBytes)) (\(report.journalRecords) "
+                + "records, \(report.journalOps) ops after applied sequence \(report.appliedSequence))"
+    )
     let (verification, replayed) = try await withReadOnlyStore(destination) { copy in
         let verification = try await copy.verify()
         var replayed = 0
@@ -87,6 +94,8 @@ func copyAndVerify(from source: String, to destination: String, compact: Bool, v
         return (verification, replayed)
     }
     for problem in verification.problems { print("DAMAGED \(problem)") }
-    print("copy: verify \(verification.isClean ? "clean" : "found \(verification.problems.count) problem(s)"), \(replayed) documents replayed")
+    print(
+        "copy: verify \(verification.isClean ? "clean" : "found \(verification.problems.count) problem(s)"), \(replayed) documents replayed"
+    )
     if !verification.isClean { throw ExitCode(1) }
 }

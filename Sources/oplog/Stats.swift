@@ -24,16 +24,27 @@ struct Stats: AsyncParsableCommand {
                     "pages_used": stats.pagesUsed, "free_pages": stats.freePages, "documents": documents.count,
                 ]
                 let documentObjects: [[String: Any]] = documents.map {
-                    ["id": $0.id.value, "head": $0.head, "floor": $0.floor, "ops": $0.opCount, "bytes": $0.storedBytes,
-                     "snapshots": $0.snapshots.count, "snapshot_revisions": $0.snapshots.map(\.revision)]
+                    [
+                        "id": $0.id.value, "head": $0.head, "floor": $0.floor, "ops": $0.opCount, "bytes": $0.storedBytes,
+                        "snapshots": $0.snapshots.count, "snapshot_revisions": $0.snapshots.map(\.revision),
+                    ]
                 }
-                let data = try JSONSerialization.data(withJSONObject: ["store": storeObject, "documents": documentObjects], options: [.sortedKeys])
+                let data = try JSONSerialization.data(
+                    withJSONObject: ["store": storeObject, "documents": documentObjects], options: [.sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
                 return
             }
-            print("store \(storeOption.store): data file \(formatBytes(stats.dataFileBytes)) (\(formatBytes(stats.dataFileAllocatedBytes)) allocated), journal \(formatBytes(stats.journalBytes)), map \(formatBytes(stats.mapSizeBytes)), \(stats.pagesUsed) pages used of which \(stats.freePages) free, \(documents.count) documents")
+            print(
+                "store \(storeOption.store): data file \(formatBytes(stats.dataFileBytes)) "
+                    + "(\(formatBytes(stats.dataFileAllocatedBytes)) allocated), journal \(formatBytes(stats.journalBytes)), "
+                        + "map \(formatBytes(stats.mapSizeBytes)), \(stats.pagesUsed) pages used of which \(stats.freePages) "
+                            + "free, \(documents.count) documents"
+            )
             for info in documents {
-                print("  \(info.id): head \(info.head), floor \(info.floor), \(info.opCount) ops, \(formatBytes(info.storedBytes)), \(info.snapshots.count) snapshots")
+                print(
+                    "  \(info.id): head \(info.head), floor \(info.floor), \(info.opCount) ops, "
+                        + "\(formatBytes(info.storedBytes)), \(info.snapshots.count) snapshots"
+                )
             }
         }
     }

@@ -7,7 +7,8 @@ import OpLogText
 /// LMDB crash is reported as damage instead of killing the command. Exit 0 clean, 1 problems, 2
 /// could not run.
 struct Verify: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check every checksum and invariant (exit 0 clean, 1 problems, 2 could not run).")
+    static let configuration = CommandConfiguration(
+        abstract: "Check every checksum and invariant (exit 0 clean, 1 problems, 2 could not run).")
 
     @OptionGroup var storeOption: StoreOption
 
@@ -16,8 +17,9 @@ struct Verify: AsyncParsableCommand {
 
     func run() async throws {
         let child = Process()
-        child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].contains("/")
-            ? CommandLine.arguments[0] : "/proc/self/exe")
+        child.executableURL = URL(
+            fileURLWithPath: CommandLine.arguments[0].contains("/")
+                ? CommandLine.arguments[0] : "/proc/self/exe")
         child.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         child.arguments = ["verify-scan", "--store", storeOption.store] + (noReplay ? ["--no-replay"] : [])
         var environment = ProcessInfo.processInfo.environment
@@ -38,7 +40,8 @@ struct Verify: AsyncParsableCommand {
 
 /// The scanning child of `verify` (hidden).
 struct VerifyScan: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "verify-scan", abstract: "Run the verification scan in this process.", shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "verify-scan", abstract: "Run the verification scan in this process.", shouldDisplay: false)
 
     @OptionGroup var storeOption: StoreOption
 
@@ -62,7 +65,8 @@ struct VerifyScan: AsyncParsableCommand {
             // Snapshots against the log: replay from each snapshot to the next and compare.
             try forEachDocument(store) { document in
                 do { report.problems += try store.verifySnapshots(of: document, with: TextReducer()) } catch {
-                    report.problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document), detail: "\(error)"))
+                    report.problems.append(
+                        VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document), detail: "\(error)"))
                 }
                 documentsReplayed += 1
             }
@@ -71,7 +75,11 @@ struct VerifyScan: AsyncParsableCommand {
         for warning in report.warnings { print("WARNING \(warning)") }
         for problem in report.problems { print("DAMAGED \(problem)") }
         if !noReplay { print("verify: snapshots of \(documentsReplayed) documents checked against their logs (text reducer)") }
-        print("verify: \(report.documentsChecked) documents, \(report.chunksChecked) op chunks (\(report.opsChecked) ops), \(report.snapshotsChecked) snapshots, \(report.dedupeRecordsChecked) dedupe records: \(report.isClean ? "clean" : "\(report.problems.count) problem(s)")")
+        print(
+            "verify: \(report.documentsChecked) documents, \(report.chunksChecked) op chunks (\(report.opsChecked) ops), "
+                + "\(report.snapshotsChecked) snapshots, \(report.dedupeRecordsChecked) dedupe records: "
+                    + "\(report.isClean ? "clean" : "\(report.problems.count) problem(s)")"
+        )
         if !report.isClean { throw ExitCode(1) }
     }
 }

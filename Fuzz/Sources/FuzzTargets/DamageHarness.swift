@@ -1,7 +1,7 @@
-import OpLogTestSupport
 import Foundation
 import OpLog
 import OpLogStorage
+import OpLogTestSupport
 
 /// fuzz-damage: bytes of a valid store are changed, then the store is opened and read.
 ///
@@ -58,7 +58,8 @@ public enum FuzzDamage {
     /// (`snapshot(atOrBelow:)` answers with an older, intact snapshot). Only `verify` sees it.
     /// Tolerated: any answer for that document. (Moved document, op chunk and dedupe keys are
     /// detected at read time: orphaned records, head and floor, and `dedupeFrom` expose them.)
-    static func damageLMDB(_ input: inout FuzzInput, mode: UInt8, templates: FuzzTemplates, directory: String, tolerant: Bool) async throws {
+    static func damageLMDB(_ input: inout FuzzInput, mode: UInt8, templates: FuzzTemplates, directory: String, tolerant: Bool) async throws
+    {
         let journaled = mode & 2 != 0
         try FuzzScratch.copyStore(from: journaled ? templates.journaled : templates.applied, to: directory)
         var expected = journaled ? templates.prefixes.last! : templates.prefixes[0]
@@ -71,13 +72,18 @@ public enum FuzzDamage {
             return
         }
         let lenient = tolerant ? damage.orphaned : []
-        if ProcessInfo.processInfo.environment["OPLOG_FUZZ_TRACE"] == "1" { print("lenient \(lenient), forged \(forged), changed \(changed)") }
+        if ProcessInfo.processInfo.environment["OPLOG_FUZZ_TRACE"] == "1" {
+            print("lenient \(lenient), forged \(forged), changed \(changed)")
+        }
         do {
             try checkReads(store, expected: expected, strict: !forged, lenient: lenient)
             let report = try await store.verify()
             try fuzzCheck(forged || report.isClean == (changed == 0), "verify after \(changed) damaged records: \(report.problems)")
             for document in lenient { expected[document] = nil }
-            if !readOnly { try await checkWrites(store, expected: expected, retries: templates.retries.filter { !lenient.contains($0.document) }, strict: !forged) }
+            if !readOnly {
+                try await checkWrites(
+                    store, expected: expected, retries: templates.retries.filter { !lenient.contains($0.document) }, strict: !forged)
+            }
         } catch {
             try? await store.close()
             throw error
@@ -157,23 +163,31 @@ public enum FuzzDamage {
         try check("documents", { try store.documents() }, { $0 == expected.keys.sorted() })
         for (document, want) in expected.sorted(by: { $0.key < $1.key }) {
             checking = strict && !lenient.contains(document)
-            try check("info '\(document)'", { try store.info(of: document) }, {
-                $0?.head == want.head && $0?.floor == want.floor && $0?.snapshots.map(\.revision) == want.snapshots.map(\.revision)
-            })
+            try check(
+                "info '\(document)'", { try store.info(of: document) },
+                {
+                    $0?.head == want.head && $0?.floor == want.floor && $0?.snapshots.map(\.revision) == want.snapshots.map(\.revision)
+                })
             var from = want.floor
             while from <= want.head {
                 let start = from
-                try check("ops '\(document)' from \(start)", { try store.ops(of: document, from: start, limit: 37) }, {
-                    $0[...] == want.ops[Int(start - want.floor)..<min(want.ops.count, Int(start - want.floor) + 37)]
-                })
+                try check(
+                    "ops '\(document)' from \(start)", { try store.ops(of: document, from: start, limit: 37) },
+                    {
+                        $0[...] == want.ops[Int(start - want.floor)..<min(want.ops.count, Int(start - want.floor) + 37)]
+                    })
                 from += 37
             }
             for snapshot in want.snapshots {
-                try check("snapshot '\(document)'@\(snapshot.revision)", { try store.snapshot(of: document, atOrBelow: snapshot.revision) }, { $0 == snapshot })
+                try check(
+                    "snapshot '\(document)'@\(snapshot.revision)", { try store.snapshot(of: document, atOrBelow: snapshot.revision) },
+                    { $0 == snapshot })
             }
-            try check("replay '\(document)'", { try store.replay(document, with: FuzzPayloadListReducer()) }, {
-                $0.state == want.replayed && $0.revision == want.head
-            })
+            try check(
+                "replay '\(document)'", { try store.replay(document, with: FuzzPayloadListReducer()) },
+                {
+                    $0.state == want.replayed && $0.revision == want.head
+                })
         }
     }
 
@@ -182,8 +196,10 @@ public enum FuzzDamage {
         switch value {
         case let ops as [StoredOp]: return "\(ops.count) ops at \(ops.map(\.revision))"
         case let snapshot as Snapshot?: return snapshot.map { "snapshot at \($0.revision) of \($0.bytes.count) bytes" } ?? "no snapshot"
-        case let info as DocumentInfo?: return info.map { "head \($0.head) floor \($0.floor) snapshots \($0.snapshots.map(\.revision))" } ?? "no document"
-        case let replayed as (state: [[UInt8]], revision: Revision): return "\(replayed.state.count) payloads at revision \(replayed.revision)"
+        case let info as DocumentInfo?:
+            return info.map { "head \($0.head) floor \($0.floor) snapshots \($0.snapshots.map(\.revision))" } ?? "no document"
+        case let replayed as (state: [[UInt8]], revision: Revision):
+            return "\(replayed.state.count) payloads at revision \(replayed.revision)"
         default: return String(String(describing: value).prefix(200))
         }
     }
@@ -194,7 +210,8 @@ public enum FuzzDamage {
             let op = NewOp(opID: OpID(high: 0xDA, low: UInt64(index)), author: [], payload: [1, 2, 3])
             do {
                 let result = try await store.append([op], to: document)
-                try fuzzCheck(!strict || result == AppendResult(revisions: [want.head + 1], wasRetry: false), "append to '\(document)': \(result)")
+                try fuzzCheck(
+                    !strict || result == AppendResult(revisions: [want.head + 1], wasRetry: false), "append to '\(document)': \(result)")
             } catch let error as OpLogError {
                 try fuzzCheck(!strict || fuzzIsCorruption(error), "append to '\(document)': \(error)")
             }
@@ -203,7 +220,9 @@ public enum FuzzDamage {
             let op = NewOp(opID: retry.opID, author: [], payload: [])
             do {
                 let result = try await store.append([op], to: retry.document)
-                try fuzzCheck(!strict || result == AppendResult(revisions: [retry.revision], wasRetry: true), "retry of '\(retry.document)'@\(retry.revision): \(result)")
+                try fuzzCheck(
+                    !strict || result == AppendResult(revisions: [retry.revision], wasRetry: true),
+                    "retry of '\(retry.document)'@\(retry.revision): \(result)")
             } catch let error as OpLogError {
                 try fuzzCheck(!strict || fuzzIsCorruption(error), "retry of '\(retry.document)'@\(retry.revision): \(error)")
             }
@@ -231,16 +250,23 @@ public enum FuzzDamage {
             let start = index == 0 ? JournalCoding.fileHeaderSize : ends[index - 1]
             return ends[index] <= bytes.count && bytes[start..<ends[index]] == original[start..<ends[index]]
         }
-        let headerIntact = bytes.count >= JournalCoding.fileHeaderSize && bytes[0..<JournalCoding.fileHeaderSize] == original[0..<JournalCoding.fileHeaderSize]
-        let forged = (!headerIntact && (try? JournalCoding.decodeFileHeader(bytes)) != nil) || intact.indices.contains { index in
-            let start = index == 0 ? JournalCoding.fileHeaderSize : ends[index - 1]
-            guard !intact[index], start < bytes.count, case .record = JournalCoding.readFrame(bytes[start...]) else { return false }
-            return true
-        }
+        let headerIntact =
+            bytes.count >= JournalCoding.fileHeaderSize
+            && bytes[0..<JournalCoding.fileHeaderSize] == original[0..<JournalCoding.fileHeaderSize]
+        let forged =
+            (!headerIntact && (try? JournalCoding.decodeFileHeader(bytes)) != nil)
+            || intact.indices.contains { index in
+                let start = index == 0 ? JournalCoding.fileHeaderSize : ends[index - 1]
+                guard !intact[index], start < bytes.count, case .record = JournalCoding.readFrame(bytes[start...]) else { return false }
+                return true
+            }
         let strict = mode & 2 != 0
         let readOnly = mode & 4 != 0
         let store: OpLogStore
-        do { store = try await OpLogStore.open(directory: directory, options: options(readOnly: readOnly, durability: strict ? .full : .lastAppendsMayBeLost)) } catch {
+        do {
+            store = try await OpLogStore.open(
+                directory: directory, options: options(readOnly: readOnly, durability: strict ? .full : .lastAppendsMayBeLost))
+        } catch {
             try fuzzCheck(forged || fuzzIsCorruption(error), "open with a damaged journal failed with \(error)")
             return
         }
@@ -248,11 +274,16 @@ public enum FuzzDamage {
             let state = try readState(store)
             if !forged {
                 guard headerIntact, let kept = templates.prefixes.firstIndex(of: state) else {
-                    throw FuzzFinding("a damaged journal opened to a state that is no prefix of its records (header intact: \(headerIntact), damaged records \(intact.indices.filter { !intact[$0] }.map { $0 + 1 }))")
+                    throw FuzzFinding(
+                        "a damaged journal opened to a state that is no prefix of its records (header intact: \(headerIntact), "
+                            + "damaged records \(intact.indices.filter { !intact[$0] }.map { $0 + 1 }))"
+                    )
                 }
                 let firstDamaged = intact.firstIndex(of: false) ?? intact.count
                 try fuzzCheck(kept <= firstDamaged, "kept \(kept) records though record \(firstDamaged + 1) is damaged")
-                try fuzzCheck(!strict || kept + 1 >= intact.count || !intact[kept + 1], "full mode kept \(kept) records though intact record \(kept + 2) follows the damage")
+                try fuzzCheck(
+                    !strict || kept + 1 >= intact.count || !intact[kept + 1],
+                    "full mode kept \(kept) records though intact record \(kept + 2) follows the damage")
                 try await fuzzCheck(try store.verify().isClean, "verify is not clean after recovering \(kept) journal records")
             }
             try await store.close()
@@ -286,13 +317,16 @@ public enum FuzzDamage {
     /// and 100 and floor 61, so its first chunks became dedupe records; "ab" has incompressible ops and
     /// snapshot (raw frames); "ü/é" a compressed snapshot. `journaled`: the same plus 6 journal records.
     static func buildTemplates() async throws -> FuzzTemplates {
-        let a = try DocumentID("a"), ab = try DocumentID("ab"), u = try DocumentID("ü/é")
+        let a = try DocumentID("a")
+        let ab = try DocumentID("ab")
+        let u = try DocumentID("ü/é")
         var serial: UInt64 = 0
         func ops(_ count: Int, size: Int, compressible: Bool, clientTime: Int64? = nil) -> [NewOp] {
             (0..<count).map { _ in
                 serial += 1
-                return NewOp(opID: OpID(high: 0x7E, low: serial), author: Array("t\(serial % 3)".utf8), clientTimeMilliseconds: clientTime,
-                             payload: fuzzFiller(seed: serial, count: size, compressible: compressible))
+                return NewOp(
+                    opID: OpID(high: 0x7E, low: serial), author: Array("t\(serial % 3)".utf8), clientTimeMilliseconds: clientTime,
+                    payload: fuzzFiller(seed: serial, count: size, compressible: compressible))
             }
         }
         func snapshot(_ store: OpLogStore, _ document: DocumentID, at revision: Revision) async throws {
@@ -329,14 +363,19 @@ public enum FuzzDamage {
         try await recorded { _ = try await store.append(ops(1, size: 90, compressible: false), to: ab) }
         try await recorded { try await store.truncate(ab, below: 41) }
         try await recorded {
-            _ = try await store.append(batch: [DocumentAppend(document: a, ops: ops(2, size: 10, compressible: true)),
-                                               DocumentAppend(document: try DocumentID("new"), ops: ops(2, size: 10, compressible: false))])
+            _ = try await store.append(batch: [
+                DocumentAppend(document: a, ops: ops(2, size: 10, compressible: true)),
+                DocumentAppend(document: try DocumentID("new"), ops: ops(2, size: 10, compressible: false)),
+            ])
         }
         try await recorded { _ = try await store.append(ops(2, size: 20, compressible: true, clientTime: .min), to: u) }
         try await recorded { _ = try await store.append(ops(1, size: 3000, compressible: false), to: a) }
         try FuzzScratch.copyStore(from: work, to: journaled)
         try await store.close()
-        let retries = [FuzzRetry(document: a, opID: OpID(high: 0x7E, low: 1), revision: 1), FuzzRetry(document: a, opID: OpID(high: 0x7E, low: 110), revision: 110)]
+        let retries = [
+            FuzzRetry(document: a, opID: OpID(high: 0x7E, low: 1), revision: 1),
+            FuzzRetry(document: a, opID: OpID(high: 0x7E, low: 110), revision: 110),
+        ]
         return FuzzTemplates(applied: applied, journaled: journaled, prefixes: prefixes, journalRecordEnds: ends, retries: retries)
     }
 }

@@ -1,7 +1,7 @@
-import OpLogTestSupport
 import Foundation
 import OpLog
 import OpLogStorage
+import OpLogTestSupport
 
 /// fuzz-decode: arbitrary bytes through every decoder of stored data.
 ///
@@ -46,14 +46,17 @@ public enum FuzzDecode {
         }
         try fuzzCheck(decoded.count <= Limits.recordBodyBytesMax, "body of \(decoded.count) bytes beyond the limit")
         let raw = RecordFrame.encode(kind: kind, codec: .raw, key: key, stored: decoded, rawLength: decoded.count)
-        try fuzzCheck((try? RecordFrame.decode(raw, key: key, expecting: kind)) == decoded, "raw re-encoding of a \(kind) body does not decode to it")
+        try fuzzCheck(
+            (try? RecordFrame.decode(raw, key: key, expecting: kind)) == decoded, "raw re-encoding of a \(kind) body does not decode to it")
         if bytes[1] == Codec.raw.rawValue {
             try fuzzCheck(raw == bytes, "a raw \(kind) frame does not re-encode to the same bytes")
         }
         guard let compressed = try? RecordFrame.encode(kind: kind, key: key, body: decoded, compressionLevel: 6) else {
             throw FuzzFinding("compressing a \(decoded.count)-byte body failed")
         }
-        try fuzzCheck((try? RecordFrame.decode(compressed, key: key, expecting: kind)) == decoded, "compressed re-encoding of a \(kind) body does not decode to it")
+        try fuzzCheck(
+            (try? RecordFrame.decode(compressed, key: key, expecting: kind)) == decoded,
+            "compressed re-encoding of a \(kind) body does not decode to it")
         try body(kind, decoded)
     }
 
@@ -66,16 +69,20 @@ public enum FuzzDecode {
             try fuzzCheck((try? OpChunkRecord.decode(OpChunkRecord.encode(ops[...]))) == ops, "op chunk does not round-trip")
         case .document:
             guard let record = try? DocumentRecord.decode(bytes) else { return }
-            try fuzzCheck(record.floor >= 1 && record.floor <= record.head &+ 1, "document record \(record) breaks 1 ≤ floor ≤ head + 1")
+            try fuzzCheck(record.floor >= 1 && record.floor <= record.head &+ 1,
+                          "document record \(record) breaks 1 ≤ floor ≤ head + 1")
             try fuzzCheck(record.encode() == bytes, "document record does not re-encode to its bytes")
         case .snapshot:
             guard let snapshot = try? SnapshotRecord.decode(bytes) else { return }
-            let encoded = SnapshotRecord.encode(revision: snapshot.revision, createdAt: snapshot.createdAtMilliseconds, bytes: snapshot.bytes)
+            let encoded = SnapshotRecord.encode(
+                revision: snapshot.revision, createdAt: snapshot.createdAtMilliseconds, bytes: snapshot.bytes)
             try fuzzCheck(encoded == bytes, "snapshot record does not re-encode to its bytes")
         case .dedupe:
             guard let record = try? DedupeRecord.decode(bytes) else { return }
             try fuzzCheck(!record.entries.isEmpty && record.firstRevision >= 1, "dedupe record without entries or at revision 0")
-            try fuzzCheck(zip(record.entries, record.entries.dropFirst()).allSatisfy { $0.serverTime <= $1.serverTime }, "dedupe server times decrease")
+            try fuzzCheck(
+                zip(record.entries, record.entries.dropFirst()).allSatisfy { $0.serverTime <= $1.serverTime },
+                "dedupe server times decrease")
             try fuzzCheck((try? DedupeRecord.decode(record.encode())) == record, "dedupe record does not round-trip")
         case .format:
             guard let record = try? FormatRecord.decode(bytes) else { return }
@@ -93,7 +100,8 @@ public enum FuzzDecode {
         try fuzzCheck(first.revision >= 1, "op at revision 0")
         for (index, op) in ops.enumerated() {
             try fuzzCheck(op.revision == first.revision + UInt64(index), "revisions are not consecutive")
-            try fuzzCheck(op.author.count <= Limits.authorBytesMax && op.payload.count <= Limits.payloadBytesMax, "op field beyond its limit")
+            try fuzzCheck(
+                op.author.count <= Limits.authorBytesMax && op.payload.count <= Limits.payloadBytesMax, "op field beyond its limit")
             try fuzzCheck(op.serverTimeMilliseconds >= 0, "negative server time")
             if index > 0 { try fuzzCheck(ops[index - 1].serverTimeMilliseconds <= op.serverTimeMilliseconds, "server times decrease") }
         }
@@ -103,7 +111,8 @@ public enum FuzzDecode {
         guard let header = try? JournalCoding.decodeFileHeader(bytes) else { return }
         try fuzzCheck(header.version >= 1 && header.baseSequence >= 1, "journal header \(header) accepted")
         let encoded = JournalCoding.encodeFileHeader(baseSequence: header.baseSequence)
-        try fuzzCheck((try? JournalCoding.decodeFileHeader(encoded))?.baseSequence == header.baseSequence, "journal header does not round-trip")
+        try fuzzCheck(
+            (try? JournalCoding.decodeFileHeader(encoded))?.baseSequence == header.baseSequence, "journal header does not round-trip")
         if header.version == JournalCoding.version {
             try fuzzCheck(encoded[...] == bytes.prefix(JournalCoding.fileHeaderSize), "journal header does not re-encode to its bytes")
         }
@@ -114,22 +123,24 @@ public enum FuzzDecode {
     /// to it. A frame whose checksum the harness computed must never read as invalid.
     static func journalFrame(_ bytes: ArraySlice<UInt8>, checksumIsRight: Bool = false) throws(FuzzFinding) {
         switch JournalCoding.readFrame(bytes) {
-        case let .record(record, frameLength):
-            try fuzzCheck(frameLength >= JournalCoding.frameHeaderSize && frameLength <= bytes.count, "frame length \(frameLength) outside the input")
+        case .record(let record, let frameLength):
+            try fuzzCheck(
+                frameLength >= JournalCoding.frameHeaderSize && frameLength <= bytes.count, "frame length \(frameLength) outside the input")
             for level: Int32 in [0, 1] {
                 guard let encoded = try? JournalCoding.encodeFrame(record, compressionLevel: level).bytes else {
                     throw FuzzFinding("re-encoding journal record \(record.sequence) failed")
                 }
-                guard case let .record(again, length) = JournalCoding.readFrame(encoded[...]), again == record, length == encoded.count else {
+                guard case .record(let again, let length) = JournalCoding.readFrame(encoded[...]), again == record, length == encoded.count
+                else {
                     throw FuzzFinding("journal record \(record.sequence) does not round-trip at level \(level)")
                 }
             }
             for entry in record.entries {
-                if case let .ops(_, ops) = entry { try opsAreConsistent(ops) }
+                if case .ops(_, let ops) = entry { try opsAreConsistent(ops) }
             }
         case .undecodable:
             return
-        case let .invalid(reason, _):
+        case .invalid(let reason, _):
             try fuzzCheck(!checksumIsRight, "a frame with a right checksum read as invalid: \(reason)")
         }
     }
@@ -198,8 +209,9 @@ public enum FuzzDecode {
         let plan = FramePlan(&input)
         let key = input.take(input.pick(24))
         let body = Array(input.rest())
-        let frame = RecordFrame.encode(kind: kind, codec: plan.codec, key: key, stored: plan.stored(body),
-                                       rawLength: plan.rawLength(body, limit: Limits.recordBodyBytesMax))
+        let frame = RecordFrame.encode(
+            kind: kind, codec: plan.codec, key: key, stored: plan.stored(body),
+            rawLength: plan.rawLength(body, limit: Limits.recordBodyBytesMax))
         try self.frame(frame, key: key, kind: expected, checksumIsRight: true)
     }
 
@@ -223,4 +235,3 @@ public enum FuzzDecode {
         try fuzzCheck(KeyCoding.belongs(bytes, to: document), "a parsed key does not belong to its document")
     }
 }
-

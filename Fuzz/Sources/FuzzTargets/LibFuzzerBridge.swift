@@ -1,11 +1,13 @@
-import OpLogTestSupport
 import Dispatch
+import OpLogTestSupport
 import Synchronization
 
 /// Runs one input's async harness work from libFuzzer's synchronous callback and traps on a
 /// finding, so that libFuzzer saves the input. (Not part of the harness text that the regression
 /// tests copy: they call the harnesses directly.)
-public func fuzzEntry(_ data: UnsafePointer<UInt8>, _ size: Int, _ harness: @escaping @Sendable ([UInt8]) async throws(FuzzFinding) -> Void) -> CInt {
+public func fuzzEntry(
+    _ data: UnsafePointer<UInt8>, _ size: Int, _ harness: @escaping @Sendable ([UInt8]) async throws(FuzzFinding) -> Void
+) -> CInt {
     let input = Array(UnsafeBufferPointer(start: data, count: size))
     let outcome = FuzzOutcome()
     let done = DispatchSemaphore(value: 0)

@@ -1,5 +1,5 @@
-import OpLogTestSupport
 import FuzzTargets
+import OpLogTestSupport
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -134,7 +134,7 @@ public final class ManualClock: StoreClock {
                 switch resumeNow {
                 case .none: break
                 case .some(nil): continuation.resume()
-                case let .some(error?): continuation.resume(throwing: error)
+                case .some(let error?): continuation.resume(throwing: error)
                 }
             }
         } onCancel: {

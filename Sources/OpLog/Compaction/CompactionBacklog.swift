@@ -50,15 +50,17 @@ struct CompactionBook: Sendable {
     mutating func record(_ events: [StoreEvent]) {
         for event in events {
             switch event {
-            case let .appended(document, ops):
+            case .appended(let document, let ops):
                 var entry = backlog[document] ?? CompactionBacklog()
                 entry.opsSinceSnapshot += UInt64(ops.count)
                 entry.bytesSinceSnapshot += ops.reduce(0) { $0 + $1.payload.count }
-                if entry.oldestUnsnapshottedMilliseconds == nil { entry.oldestUnsnapshottedMilliseconds = ops.first?.serverTimeMilliseconds }
+                if entry.oldestUnsnapshottedMilliseconds == nil {
+                    entry.oldestUnsnapshottedMilliseconds = ops.first?.serverTimeMilliseconds
+                }
                 backlog[document] = entry
-            case let .snapshotWritten(document, _):
+            case .snapshotWritten(let document, _):
                 backlog[document, default: CompactionBacklog()].needsRetention = true
-            case let .documentDeleted(document):
+            case .documentDeleted(let document):
                 backlog[document] = nil
             case .truncated, .snapshotDeleted:
                 break

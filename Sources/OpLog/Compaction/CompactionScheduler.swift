@@ -41,7 +41,9 @@ public final class CompactionScheduler: Service, Sendable {
     private enum Phase { case created, running, paused, stopped }
 
     /// - Parameter reducerFor: the reducer for a document, or nil to leave it alone.
-    public init(store: OpLogStore, policy: CompactionPolicy = CompactionPolicy(), reducerFor: @escaping @Sendable (DocumentID) -> AnyReducer?) throws(OpLogError) {
+    public init(
+        store: OpLogStore, policy: CompactionPolicy = CompactionPolicy(), reducerFor: @escaping @Sendable (DocumentID) -> AnyReducer?
+    ) throws(OpLogError) {
         try policy.validate()
         guard !store.options.readOnly else { throw .readOnly }
         self.store = store
@@ -156,7 +158,10 @@ public final class CompactionScheduler: Service, Sendable {
     private func end() {
         let (observation, waiters) = lifecycle.withLock { state in
             state.phase = .stopped
-            defer { state.drainWaiters = []; state.observation = nil }
+            defer {
+                state.drainWaiters = []
+                state.observation = nil
+            }
             return (state.observation, state.drainWaiters)
         }
         observation?.cancel()
@@ -245,7 +250,9 @@ public final class CompactionScheduler: Service, Sendable {
                 guard let info = try store.info(of: document) else { continue }
                 let newest = info.snapshots.last?.revision ?? 0
                 guard info.head > newest || info.snapshots.count > policy.keepSnapshots else { continue }
-                let oldest = info.head > newest ? try store.ops(of: document, from: max(newest + 1, info.floor), limit: 1).first?.serverTimeMilliseconds : nil
+                let oldest =
+                    info.head > newest
+                    ? try store.ops(of: document, from: max(newest + 1, info.floor), limit: 1).first?.serverTimeMilliseconds : nil
                 book.withLock { book in
                     var entry = book.backlog[document] ?? CompactionBacklog()
                     entry.opsSinceSnapshot += info.head - newest

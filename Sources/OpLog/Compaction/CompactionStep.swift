@@ -47,7 +47,8 @@ extension CompactionScheduler {
         let now = clock.now
         for candidate in snapshots.reversed() where candidate + UInt64(policy.keepOps) <= newest && candidate + 1 > floor {
             if policy.keepMilliseconds > 0, let last = try store.ops(of: document, from: candidate, limit: 1).first,
-               now - last.serverTimeMilliseconds < policy.keepMilliseconds {
+                now - last.serverTimeMilliseconds < policy.keepMilliseconds
+            {
                 // Too young for now: come back when the clock says the op has aged enough.
                 let due = last.serverTimeMilliseconds + policy.keepMilliseconds
                 book.withLock { book in
@@ -68,9 +69,10 @@ extension CompactionScheduler {
         // the floor — the next floor's cover once keepOps newer ops exist, so truncation progresses
         // even when keepOps spans more than keepSnapshots snapshots.
         let nextCover = snapshots.first { $0 + 1 > floor }
-        let kept = Set(snapshots.suffix(policy.keepSnapshots)).union(snapshots.filter { revision in
-            revision + 1 == floor || revision == nextCover || (policy.milestoneEveryRevisions.map { revision % $0 == 0 } ?? false)
-        })
+        let kept = Set(snapshots.suffix(policy.keepSnapshots)).union(
+            snapshots.filter { revision in
+                revision + 1 == floor || revision == nextCover || (policy.milestoneEveryRevisions.map { revision % $0 == 0 } ?? false)
+            })
         for revision in snapshots where !kept.contains(revision) && revision + 1 != floor {
             try await store.deleteSnapshot(of: document, at: revision)
             book.withLock { $0.statistics.snapshotsDeleted += 1 }

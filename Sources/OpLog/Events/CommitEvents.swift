@@ -19,7 +19,7 @@ public struct StoreCommit: Sendable {
     /// Ops the commit appended, all documents together.
     public var opCount: Int {
         events.reduce(0) { total, event in
-            if case let .appended(_, ops) = event { return total + ops.count }
+            if case .appended(_, let ops) = event { return total + ops.count }
             return total
         }
     }

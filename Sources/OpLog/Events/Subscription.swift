@@ -43,10 +43,13 @@ public struct OpSubscription: AsyncSequence, Sendable {
                     nextRevision = op.revision + 1
                     return op
                 }
-                if Task.isCancelled { inbox.cancel(); return nil }
+                if Task.isCancelled {
+                    inbox.cancel()
+                    return nil
+                }
                 // Live ops that continue exactly where we are, else catch up from the store.
                 switch inbox.take(from: nextRevision) {
-                case let .ops(ops):
+                case .ops(let ops):
                     batch = ops
                     batchIndex = 0
                     continue
@@ -201,7 +204,7 @@ final class SubscriptionRegistry: Sendable {
     /// Hands a commit's appended ops to the subscribers of their documents.
     func deliver(_ commit: StoreCommit) {
         for event in commit.events {
-            guard case let .appended(document, ops) = event else { continue }
+            guard case .appended(let document, let ops) = event else { continue }
             let targets = inboxes.withLock { all in all[document].map { $0.values.compactMap(\.inbox) } ?? [] }
             for inbox in targets { inbox.deliver(ops) }
         }

@@ -10,13 +10,13 @@ package enum JournalEntry: Equatable, Sendable {
     /// The document the entry changes.
     package var document: DocumentID {
         switch self {
-        case let .ops(document, _), let .truncate(document, _): return document
+        case .ops(let document, _), .truncate(let document, _): return document
         }
     }
 
     /// The ops the entry appends (none for a truncation).
     package var ops: [StoredOp] {
-        if case let .ops(_, ops) = self { return ops }
+        if case .ops(_, let ops) = self { return ops }
         return []
     }
 }
@@ -84,13 +84,13 @@ package enum JournalCoding {
         writer.varint(UInt64(entries.count))
         for entry in entries {
             switch entry {
-            case let .ops(document, ops):
+            case .ops(let document, let ops):
                 writer.u8(entryOps)
                 writer.lengthPrefixed(document.utf8)
                 writer.varint(ops.first?.revision ?? 0)
                 writer.varint(UInt64(ops.count))
                 OpSequenceCoding.encode(ops, into: &writer)
-            case let .truncate(document, floor):
+            case .truncate(let document, let floor):
                 writer.u8(entryTruncate)
                 writer.lengthPrefixed(document.utf8)
                 writer.varint(floor)
@@ -112,7 +112,8 @@ package enum JournalCoding {
                 let first = try reader.varint()
                 let opCount = try reader.boundedVarint(maximum: reader.remaining / 20 + 1, what: "op count")
                 guard opCount >= 1 else { throw DecodeError("journal ops entry holds no ops") }
-                entries.append(.ops(document: document, ops: try OpSequenceCoding.decode(count: opCount, firstRevision: first, from: &reader)))
+                entries.append(
+                    .ops(document: document, ops: try OpSequenceCoding.decode(count: opCount, firstRevision: first, from: &reader)))
             case entryTruncate:
                 let floor = try reader.varint()
                 guard floor >= 2 else { throw DecodeError("journal truncation to floor \(floor)") }
@@ -142,7 +143,8 @@ package enum JournalCoding {
                 stored = compressed
             }
         }
-        return Frame(bytes: encodeFrame(sequence: record.sequence, codec: codec, stored: stored, rawLength: body.count), rawLength: body.count)
+        return Frame(
+            bytes: encodeFrame(sequence: record.sequence, codec: codec, stored: stored, rawLength: body.count), rawLength: body.count)
     }
 
     package static func encodeFrame(sequence: UInt64, codec: Codec, stored: [UInt8], rawLength: Int) -> [UInt8] {
@@ -204,7 +206,9 @@ package enum JournalCoding {
                 guard rawLength == storedLength else { throw DecodeError("raw frame with raw length ≠ stored length") }
                 body = stored
             case .zlib:
-                do { body = try Zlib.decompress(stored[...], expectedCount: rawLength) } catch { throw DecodeError("compressed journal body: \(error)") }
+                do { body = try Zlib.decompress(stored[...], expectedCount: rawLength) } catch {
+                    throw DecodeError("compressed journal body: \(error)")
+                }
             case nil:
                 throw DecodeError("unknown codec \(codecByte)")
             }

@@ -22,7 +22,8 @@ package enum KeyCoding {
     /// Splits a revision key; nil if it is not one (damaged key).
     package static func parseRevisionKey(_ key: [UInt8]) -> (document: DocumentID, revision: Revision)? {
         guard key.count >= 10, key[key.count - 9] == separator,
-              let document = DocumentID(keyBytes: key[0..<(key.count - 9)]) else { return nil }
+            let document = DocumentID(keyBytes: key[0..<(key.count - 9)])
+        else { return nil }
         let revision = key[(key.count - 8)...].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         return (document, revision)
     }

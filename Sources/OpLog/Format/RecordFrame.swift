@@ -100,7 +100,9 @@ package enum RecordFrame {
         let stored = frame[headerSize...]
         switch Codec(rawValue: codecByte) {
         case .raw:
-            guard rawLength == storedLength else { throw DecodeError("raw record with raw length \(rawLength) ≠ stored length \(storedLength)") }
+            guard rawLength == storedLength else {
+                throw DecodeError("raw record with raw length \(rawLength) ≠ stored length \(storedLength)")
+            }
             return Array(stored)
         case .zlib:
             do {

@@ -31,7 +31,9 @@ package enum OpSequenceCoding {
     package static func decode(count: Int, firstRevision: Revision, from reader: inout ByteReader) throws(DecodeError) -> [StoredOp] {
         // Each op takes at least 20 bytes, which bounds `count` by the input before allocating.
         guard count <= reader.remaining / 20 + 1 else { throw DecodeError("op count \(count) cannot fit in \(reader.remaining) bytes") }
-        guard firstRevision >= 1, firstRevision <= UInt64.max - UInt64(count) else { throw DecodeError("revision range starting at \(firstRevision) is invalid") }
+        guard firstRevision >= 1, firstRevision <= UInt64.max - UInt64(count) else {
+            throw DecodeError("revision range starting at \(firstRevision) is invalid")
+        }
         var ops: [StoredOp] = []
         ops.reserveCapacity(count)
         var serverTime: Int64 = 0
@@ -48,9 +50,10 @@ package enum OpSequenceCoding {
                 clientTime = try reader.signedVarint() &+ serverTime
             }
             let payload = try reader.lengthPrefixed(maximum: Limits.payloadBytesMax, what: "payload length")
-            ops.append(StoredOp(
-                revision: firstRevision + UInt64(index), opID: opID, author: author,
-                clientTimeMilliseconds: clientTime, serverTimeMilliseconds: serverTime, payload: payload))
+            ops.append(
+                StoredOp(
+                    revision: firstRevision + UInt64(index), opID: opID, author: author,
+                    clientTimeMilliseconds: clientTime, serverTimeMilliseconds: serverTime, payload: payload))
         }
         return ops
     }
@@ -162,7 +165,8 @@ package struct DedupeRecord: Equatable, Sendable {
     package var entries: [(opID: OpID, serverTime: Int64)]
 
     package static func == (lhs: DedupeRecord, rhs: DedupeRecord) -> Bool {
-        lhs.firstRevision == rhs.firstRevision && lhs.entries.elementsEqual(rhs.entries) { $0.opID == $1.opID && $0.serverTime == $1.serverTime }
+        lhs.firstRevision == rhs.firstRevision
+            && lhs.entries.elementsEqual(rhs.entries) { $0.opID == $1.opID && $0.serverTime == $1.serverTime }
     }
 
     package func encode() -> [UInt8] {

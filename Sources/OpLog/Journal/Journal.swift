@@ -58,7 +58,8 @@ final class Journal {
             let file = try File(path: path, writable: false, create: false)
             let size = try file.size()
             guard size <= Limits.journalFileBytesMax else {
-                throw OpLogError.corruption(CorruptionLocation(area: "journal"), detail: "journal of \(size) bytes exceeds any size OpLog writes")
+                throw OpLogError.corruption(
+                    CorruptionLocation(area: "journal"), detail: "journal of \(size) bytes exceeds any size OpLog writes")
             }
             bytes = try file.read(at: 0, count: size)
         } catch {
@@ -77,19 +78,26 @@ final class Journal {
         while offset < bytes.count {
             let expected = base + UInt64(contents.records.count)
             switch JournalCoding.readFrame(bytes[offset...]) {
-            case let .record(record, frameLength):
+            case .record(let record, let frameLength):
                 guard record.sequence == expected else {
-                    throw .corruption(CorruptionLocation(area: "journal"), detail: "record at offset \(offset) has sequence \(record.sequence), expected \(expected)")
+                    throw .corruption(
+                        CorruptionLocation(area: "journal"),
+                        detail: "record at offset \(offset) has sequence \(record.sequence), expected \(expected)")
                 }
                 contents.records.append(record)
                 offset += frameLength
                 contents.endOffset = offset
-            case let .undecodable(reason):
+            case .undecodable(let reason):
                 throw .corruption(CorruptionLocation(area: "journal"), detail: "record \(expected) at offset \(offset): \(reason)")
-            case let .invalid(reason, _):
+            case .invalid(let reason, _):
                 if bytes[offset...].allSatisfy({ $0 == 0 }) { return contents }
                 if strict, let next = findFrame(in: bytes, after: offset, sequence: expected + 1) {
-                    throw .corruption(CorruptionLocation(area: "journal"), detail: "record \(expected) at offset \(offset) is damaged (\(reason)) and acknowledged record \(expected + 1) follows at offset \(next)")
+                    throw .corruption(
+                        CorruptionLocation(area: "journal"),
+                        detail:
+                            "record \(expected) at offset \(offset) is damaged (\(reason)) and acknowledged record "
+                                + "\(expected + 1) follows at offset \(next)"
+                    )
                 }
                 contents.tornTail = "\(reason) at offset \(offset)"
                 return contents
@@ -107,7 +115,7 @@ final class Journal {
         while candidate + JournalCoding.frameHeaderSize <= bytes.count {
             var value: UInt64 = 0
             for index in 0..<8 { value |= UInt64(bytes[candidate + 8 + index]) << (8 * index) }
-            if value == sequence, case let .record(record, _) = JournalCoding.readFrame(bytes[candidate...]), record.sequence == sequence {
+            if value == sequence, case .record(let record, _) = JournalCoding.readFrame(bytes[candidate...]), record.sequence == sequence {
                 return candidate
             }
             candidate += 1
@@ -125,8 +133,9 @@ final class Journal {
         try file.write(JournalCoding.encodeFileHeader(baseSequence: baseSequence), at: 0)
         try file.synchronize()
         try File.replace(path, with: temporary, directory: directory)
-        return Journal(directory: directory, file: file, baseSequence: baseSequence, nextSequence: baseSequence,
-                       endOffset: JournalCoding.fileHeaderSize)
+        return Journal(
+            directory: directory, file: file, baseSequence: baseSequence, nextSequence: baseSequence,
+            endOffset: JournalCoding.fileHeaderSize)
     }
 
     /// Opens an existing journal for appending after its last valid record. Anything after that
@@ -137,8 +146,9 @@ final class Journal {
             try file.truncate(to: contents.endOffset)
             try file.synchronize()
         }
-        return Journal(directory: directory, file: file, baseSequence: contents.baseSequence,
-                       nextSequence: contents.baseSequence + UInt64(contents.records.count), endOffset: contents.endOffset)
+        return Journal(
+            directory: directory, file: file, baseSequence: contents.baseSequence,
+            nextSequence: contents.baseSequence + UInt64(contents.records.count), endOffset: contents.endOffset)
     }
 
     /// Why an append failed, which decides whether the writer may go on appending.
@@ -151,7 +161,7 @@ final class Journal {
 
         var storageError: StorageError {
             switch self {
-            case let .noSpace(error), let .failed(error): return error
+            case .noSpace(let error), .failed(let error): return error
             }
         }
     }

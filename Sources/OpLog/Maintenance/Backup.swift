@@ -38,7 +38,8 @@ extension Maintenance {
                 let records = contents.records.filter { $0.sequence > applied }
                 let journal = try Journal.create(directory: destination, baseSequence: applied + 1, mode: options.filePermissions)
                 for record in records {
-                    try journal.append(try JournalCoding.encodeFrame(record, compressionLevel: options.journalCompressionLevel).bytes, sync: false)
+                    try journal.append(
+                        try JournalCoding.encodeFrame(record, compressionLevel: options.journalCompressionLevel).bytes, sync: false)
                 }
                 try journal.synchronize()
                 journal.close()
@@ -51,10 +52,17 @@ extension Maintenance {
                     journalBytes: File.sizeOf(destination + "/" + Journal.fileName) ?? 0,
                     appliedSequence: applied, journalRecords: records.count,
                     journalOps: records.reduce(0) { total, record in
-                        total + record.entries.reduce(0) { if case let .ops(_, ops) = $1 { return $0 + ops.count }; return $0 }
+                        total
+                            + record.entries.reduce(0) {
+                                if case .ops(_, let ops) = $1 { return $0 + ops.count }
+                                return $0
+                            }
                     })
             }
-            throw OpLogError.storage(StorageFailure(call: "backup", code: nil, description: "backup: the journal was replaced during \(Limits.backupCopyAttemptsMax) copies in a row; try again"))
+            throw OpLogError.storage(
+                StorageFailure(
+                    call: "backup", code: nil,
+                    description: "backup: the journal was replaced during \(Limits.backupCopyAttemptsMax) copies in a row; try again"))
         } catch {
             throw OpLogError(mapping: error)
         }
@@ -68,4 +76,3 @@ extension Maintenance {
         return try tables.read { txn in try tables.readAppliedSequence(txn) }
     }
 }
-

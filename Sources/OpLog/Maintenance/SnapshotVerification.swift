@@ -15,8 +15,11 @@ extension Maintenance {
         if info.floor > 1 {
             guard let first = try reader.snapshot(of: document, atOrBelow: checkable[0]) else { return [] }
             do { state = try reducer.decode(first.bytes) } catch {
-                return [VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document, revision: first.revision),
-                                            detail: "the reducer cannot decode the snapshot: \(error)")]
+                return [
+                    VerificationProblem(
+                        location: CorruptionLocation(area: "snapshots", document: document, revision: first.revision),
+                        detail: "the reducer cannot decode the snapshot: \(error)")
+                ]
             }
             at = first.revision
         }
@@ -26,8 +29,13 @@ extension Maintenance {
                 let expected = try reducer.encode(state)
                 guard let stored = try reader.snapshot(of: document, atOrBelow: target), stored.revision == target else { continue }
                 if stored.bytes != expected {
-                    problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document, revision: target),
-                                                        detail: "snapshot differs from replaying the log from revision \(at) (\(stored.bytes.count) stored bytes, \(expected.count) replayed)"))
+                    problems.append(
+                        VerificationProblem(
+                            location: CorruptionLocation(area: "snapshots", document: document, revision: target),
+                            detail:
+                                "snapshot differs from replaying the log from revision \(at) (\(stored.bytes.count) stored "
+                                    + "bytes, \(expected.count) replayed)"
+                        ))
                     // Continue from the stored snapshot so one bad snapshot is not blamed on the next.
                     state = try reducer.decode(stored.bytes)
                 }
@@ -35,10 +43,14 @@ extension Maintenance {
             } catch let error as OpLogError {
                 // A reducer that rejects the log is a finding about the data; a store error is not.
                 guard case .reducerFailed = error else { throw error }
-                problems.append(VerificationProblem(location: CorruptionLocation(area: "ops", document: document, revision: at), detail: error.description))
+                problems.append(
+                    VerificationProblem(
+                        location: CorruptionLocation(area: "ops", document: document, revision: at), detail: error.description))
                 return problems
             } catch {
-                problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document, revision: target), detail: "\(error)"))
+                problems.append(
+                    VerificationProblem(
+                        location: CorruptionLocation(area: "snapshots", document: document, revision: target), detail: "\(error)"))
                 return problems
             }
         }

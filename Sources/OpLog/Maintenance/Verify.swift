@@ -50,16 +50,19 @@ extension Maintenance {
         do {
             try scan(tables.documents, progress: progress) { entry in
                 guard let id = DocumentID(keyBytes: entry.key[...]) else {
-                    report.problems.append(VerificationProblem(location: CorruptionLocation(area: "documents"), detail: "key is not a valid document ID"))
+                    report.problems.append(
+                        VerificationProblem(location: CorruptionLocation(area: "documents"), detail: "key is not a valid document ID"))
                     return
                 }
                 do {
-                    let body = try StoreTables.decodeFrame(entry.value, key: entry.key, kind: .document, location: CorruptionLocation(area: "documents", document: id))
+                    let body = try StoreTables.decodeFrame(
+                        entry.value, key: entry.key, kind: .document, location: CorruptionLocation(area: "documents", document: id))
                     records[id] = try DocumentRecord.decode(body)
                 } catch let error as OpLogError {
                     report.problems.append(problem(error, fallback: CorruptionLocation(area: "documents", document: id)))
                 } catch {
-                    report.problems.append(VerificationProblem(location: CorruptionLocation(area: "documents", document: id), detail: "\(error)"))
+                    report.problems.append(
+                        VerificationProblem(location: CorruptionLocation(area: "documents", document: id), detail: "\(error)"))
                 }
             }
             report.documentsChecked = records.count
@@ -69,7 +72,8 @@ extension Maintenance {
             try scan(tables.dedupe, progress: progress) { entry in
                 report.dedupeRecordsChecked += 1
                 guard let (document, _) = KeyCoding.parseRevisionKey(entry.key) else {
-                    report.problems.append(VerificationProblem(location: CorruptionLocation(area: "dedupe"), detail: "key is not a (document, revision) key"))
+                    report.problems.append(
+                        VerificationProblem(location: CorruptionLocation(area: "dedupe"), detail: "key is not a (document, revision) key"))
                     return
                 }
                 do {
@@ -77,19 +81,24 @@ extension Maintenance {
                     let range = record.firstRevision..<(record.firstRevision + UInt64(record.entries.count))
                     if let previous = dedupeCoverage[document] {
                         if previous.upperBound != range.lowerBound {
-                            report.problems.append(VerificationProblem(location: CorruptionLocation(area: "dedupe", document: document, revision: previous.upperBound),
-                                                                       detail: "dedupe records skip from \(previous.upperBound) to \(range.lowerBound)"))
+                            report.problems.append(
+                                VerificationProblem(
+                                    location: CorruptionLocation(area: "dedupe", document: document, revision: previous.upperBound),
+                                    detail: "dedupe records skip from \(previous.upperBound) to \(range.lowerBound)"))
                         }
                         dedupeCoverage[document] = previous.lowerBound..<range.upperBound
                     } else {
                         dedupeCoverage[document] = range
                     }
                 } catch {
-                    report.problems.append(problem(OpLogError(mapping: error), fallback: CorruptionLocation(area: "dedupe", document: document)))
+                    report.problems.append(
+                        problem(OpLogError(mapping: error), fallback: CorruptionLocation(area: "dedupe", document: document)))
                 }
             }
             try verifyDedupeCoverage(dedupeCoverage, records: records, report: &report)
-            _ = try tables.environment.read { (txn: borrowing ReadTransaction) in (try tables.readFormat(txn), try tables.readAppliedSequence(txn)) }
+            _ = try tables.environment.read { (txn: borrowing ReadTransaction) in
+                (try tables.readFormat(txn), try tables.readAppliedSequence(txn))
+            }
         } catch let error as OpLogError {
             report.problems.append(problem(error, fallback: CorruptionLocation(area: "lmdb")))
         } catch {
@@ -100,11 +109,15 @@ extension Maintenance {
 
     /// Each document's dedupe records must run from its record's `dedupeFrom` to just below its first
     /// op chunk (or its floor), and belong to a known document.
-    private func verifyDedupeCoverage(_ coverage: [DocumentID: Range<Revision>], records: [DocumentID: DocumentRecord],
-                                      report: inout VerificationReport) throws {
+    private func verifyDedupeCoverage(
+        _ coverage: [DocumentID: Range<Revision>], records: [DocumentID: DocumentRecord],
+        report: inout VerificationReport
+    ) throws {
         for (document, range) in coverage.sorted(by: { $0.key < $1.key }) where records[document] == nil {
-            report.problems.append(VerificationProblem(location: CorruptionLocation(area: "dedupe", document: document, revision: range.lowerBound),
-                                                       detail: "dedupe records of a document that has no document record"))
+            report.problems.append(
+                VerificationProblem(
+                    location: CorruptionLocation(area: "dedupe", document: document, revision: range.lowerBound),
+                    detail: "dedupe records of a document that has no document record"))
         }
         for (document, record) in records.sorted(by: { $0.key < $1.key }) where record.dedupeFrom != 0 || coverage[document] != nil {
             let firstChunk = try tables.environment.read { (txn: borrowing ReadTransaction) in
@@ -116,19 +129,26 @@ extension Maintenance {
             // dedupeFrom ≥ end is itself damage; `nil` then never matches the records found.
             let expected = record.dedupeFrom == 0 || record.dedupeFrom >= end ? nil : record.dedupeFrom..<end
             if record.dedupeFrom != 0 && record.dedupeFrom >= end {
-                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "documents", document: document),
-                                                           detail: "dedupeFrom \(record.dedupeFrom) is not below the first retained op \(end)"))
+                report.problems.append(
+                    VerificationProblem(
+                        location: CorruptionLocation(area: "documents", document: document),
+                        detail: "dedupeFrom \(record.dedupeFrom) is not below the first retained op \(end)"))
                 continue
             }
             if coverage[document] != expected {
-                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "dedupe", document: document),
-                                                           detail: "dedupe records hold revisions \(coverage[document].map { "\($0)" } ?? "none") where the document record requires \(expected.map { "\($0)" } ?? "none")"))
+                report.problems.append(
+                    VerificationProblem(
+                        location: CorruptionLocation(area: "dedupe", document: document),
+                        detail:
+                            "dedupe records hold revisions \(coverage[document].map { "\($0)" } ?? "none") where the document "
+                                + "record requires \(expected.map { "\($0)" } ?? "none")"
+                    ))
             }
         }
     }
 
     private func problem(_ error: OpLogError, fallback: CorruptionLocation) -> VerificationProblem {
-        if case let .corruption(location, detail) = error { return VerificationProblem(location: location, detail: detail) }
+        if case .corruption(let location, let detail) = error { return VerificationProblem(location: location, detail: detail) }
         return VerificationProblem(location: fallback, detail: error.description)
     }
 
@@ -152,7 +172,9 @@ extension Maintenance {
                 // walk finds but a lookup does not means LMDB's tree is damaged, and reads by key
                 // would silently miss it.
                 for entry in entries where try txn.get(database, key: entry.key) != entry.value {
-                    throw OpLogError.corruption(CorruptionLocation(area: "lmdb"), detail: "an entry found by a scan is not found by a lookup of its key (damaged LMDB tree pages)")
+                    throw OpLogError.corruption(
+                        CorruptionLocation(area: "lmdb"),
+                        detail: "an entry found by a scan is not found by a lookup of its key (damaged LMDB tree pages)")
                 }
                 return entries
             }
@@ -171,13 +193,16 @@ extension Maintenance {
         func finish() {
             guard let document = current, let record = records[document], !damaged else { return }
             if record.head >= record.floor && expected != record.head + 1 {
-                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "ops", document: document, revision: expected),
-                                                           detail: "ops end before the head \(record.head)"))
+                report.problems.append(
+                    VerificationProblem(
+                        location: CorruptionLocation(area: "ops", document: document, revision: expected),
+                        detail: "ops end before the head \(record.head)"))
             }
         }
         try scan(tables.ops, progress: progress) { entry in
             guard let (document, revision) = KeyCoding.parseRevisionKey(entry.key) else {
-                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "ops"), detail: "key is not a (document, revision) key"))
+                report.problems.append(
+                    VerificationProblem(location: CorruptionLocation(area: "ops"), detail: "key is not a (document, revision) key"))
                 return
             }
             if document != current {
@@ -197,10 +222,14 @@ extension Maintenance {
                 report.opsChecked += ops.count
                 if expected == 0 {
                     if revision > record.floor {
-                        report.problems.append(VerificationProblem(location: location, detail: "the first retained chunk starts above the floor \(record.floor)"))
+                        report.problems.append(
+                            VerificationProblem(
+                                location: location, detail: "the first retained chunk starts above the floor \(record.floor)"))
                     }
                 } else if revision != expected {
-                    report.problems.append(VerificationProblem(location: location, detail: "chunk starts at \(revision), expected \(expected) (a gap or overlap)"))
+                    report.problems.append(
+                        VerificationProblem(
+                            location: location, detail: "chunk starts at \(revision), expected \(expected) (a gap or overlap)"))
                 }
                 expected = revision + UInt64(ops.count)
                 if expected > record.head + 1 {
@@ -222,17 +251,22 @@ extension Maintenance {
                 }
             }
             if !hasChunk {
-                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "ops", document: document),
-                                                           detail: "no op chunks, but revisions \(record.floor)...\(record.head) are retained"))
+                report.problems.append(
+                    VerificationProblem(
+                        location: CorruptionLocation(area: "ops", document: document),
+                        detail: "no op chunks, but revisions \(record.floor)...\(record.head) are retained"))
             }
         }
     }
 
-    private func verifySnapshotRecords(records: [DocumentID: DocumentRecord], report: inout VerificationReport, progress: (Int) -> Void) throws {
+    private func verifySnapshotRecords(
+        records: [DocumentID: DocumentRecord], report: inout VerificationReport, progress: (Int) -> Void
+    ) throws {
         var covering: Set<DocumentID> = []
         try scan(tables.snapshots, progress: progress) { entry in
             guard let (document, revision) = KeyCoding.parseRevisionKey(entry.key) else {
-                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots"), detail: "key is not a (document, revision) key"))
+                report.problems.append(
+                    VerificationProblem(location: CorruptionLocation(area: "snapshots"), detail: "key is not a (document, revision) key"))
                 return
             }
             let location = CorruptionLocation(area: "snapshots", document: document, revision: revision)
@@ -247,14 +281,18 @@ extension Maintenance {
                 report.problems.append(VerificationProblem(location: location, detail: "snapshot of a document with no document record"))
                 return
             }
-            if revision > head { report.problems.append(VerificationProblem(location: location, detail: "snapshot above the head \(head)")) }
+            if revision > head {
+                report.problems.append(VerificationProblem(location: location, detail: "snapshot above the head \(head)"))
+            }
             if revision + 1 == effectiveFloor(document, records) { covering.insert(document) }
         }
         for document in records.keys {
             let floor = effectiveFloor(document, records)
             if floor > 1 && !covering.contains(document) {
-                report.problems.append(VerificationProblem(location: CorruptionLocation(area: "snapshots", document: document, revision: floor - 1),
-                                                           detail: "floor is \(floor) but the snapshot at \(floor - 1) that covers it is missing"))
+                report.problems.append(
+                    VerificationProblem(
+                        location: CorruptionLocation(area: "snapshots", document: document, revision: floor - 1),
+                        detail: "floor is \(floor) but the snapshot at \(floor - 1) that covers it is missing"))
             }
         }
     }
@@ -273,4 +311,3 @@ extension Maintenance {
         }
     }
 }
-

@@ -24,8 +24,9 @@ struct DocumentView: Sendable {
     /// Applies what one commit did to this document, in place (so a long journaled tail is never
     /// copied).
     mutating func absorb(_ update: ViewUpdate) {
-        assert(update.appended.first.map { $0.revision == head + 1 } ?? true,
-               "view of a document at head \(head) given ops from \(update.appended.first?.revision ?? 0)")
+        assert(
+            update.appended.first.map { $0.revision == head + 1 } ?? true,
+            "view of a document at head \(head) given ops from \(update.appended.first?.revision ?? 0)")
         assert(update.head == head + UInt64(update.appended.count), "a view update's head does not follow its ops")
         assert(update.lastServerTimeMilliseconds >= lastServerTimeMilliseconds, "server time went backwards")
         head = update.head

@@ -35,7 +35,9 @@ extension Reader {
         // An unknown document reads as an empty one: head 0, floor 1.
         let view = found ?? DocumentView(record: .empty)
         if from < view.floor {
-            throw OpLogError.belowFloor(document: document, requested: from, floor: view.floor, latestSnapshot: try latestSnapshotRevision(document, atOrBelow: view.floor - 1))
+            throw OpLogError.belowFloor(
+                document: document, requested: from, floor: view.floor,
+                latestSnapshot: try latestSnapshotRevision(document, atOrBelow: view.floor - 1))
         }
         if from > view.head + 1 { throw OpLogError.beyondHead(document: document, requested: from, head: view.head) }
         let wanted = min(UInt64(limit), view.head + 1 - from)
@@ -46,10 +48,12 @@ extension Reader {
         if from < lmdbEnd {
             try tables.environment.read { (txn: borrowing ReadTransaction) in
                 try txn.withCursor(tables.ops) { cursor in
-                    var entry = try cursor.seek(containing: KeyCoding.revisionKey(document, from), prefix: KeyCoding.documentPrefix(document))
+                    var entry = try cursor.seek(
+                        containing: KeyCoding.revisionKey(document, from), prefix: KeyCoding.documentPrefix(document))
                     while let current = entry, KeyCoding.belongs(current.key, to: document), UInt64(result.count) < wanted {
                         let chunk = try StoreTables.decodeChunk(current, document: document)
-                        for op in chunk where op.revision >= from + UInt64(result.count) && op.revision < lmdbEnd && UInt64(result.count) < wanted {
+                        for op in chunk
+                        where op.revision >= from + UInt64(result.count) && op.revision < lmdbEnd && UInt64(result.count) < wanted {
                             result.append(op)
                         }
                         if (chunk.last?.revision ?? 0) + 1 >= lmdbEnd { break }

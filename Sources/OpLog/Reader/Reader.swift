@@ -114,7 +114,10 @@ final class Reader: Sendable {
     /// nil for an unknown document.
     func currentView(of document: DocumentID) throws(OpLogError) -> DocumentView? {
         if let view = try journaledView(of: document) { return view }
-        enum Found { case record(DocumentRecord), absent, onlySnapshots }
+        enum Found {
+            case record(DocumentRecord)
+            case absent, onlySnapshots
+        }
         let found: Found = try tables.read { txn in
             if let record = try tables.readDocumentRecord(txn, document) { return .record(record) }
             let hasSnapshots = try txn.withCursor(tables.snapshots) { cursor in
@@ -123,7 +126,7 @@ final class Reader: Sendable {
             return hasSnapshots ? .onlySnapshots : .absent
         }
         switch found {
-        case let .record(record): return DocumentView(record: record)
+        case .record(let record): return DocumentView(record: record)
         case .absent: return nil
         case .onlySnapshots:
             // Snapshots exist only for documents with ops: a document with snapshots but neither a
@@ -140,8 +143,9 @@ final class Reader: Sendable {
                     return DocumentView(record: applied)
                 }
             }
-            throw .corruption(CorruptionLocation(area: "documents", document: document),
-                              detail: "snapshot records exist but the document record is missing (damaged key?)")
+            throw .corruption(
+                CorruptionLocation(area: "documents", document: document),
+                detail: "snapshot records exist but the document record is missing (damaged key?)")
         }
     }
 
@@ -177,8 +181,9 @@ final class Reader: Sendable {
                     }
                     // The record's checksum covers its key: a damaged key is reported here
                     // instead of listing an ID that no document has.
-                    _ = try StoreTables.decodeFrame(current.value, key: current.key, kind: .document,
-                                                    location: CorruptionLocation(area: "documents", document: id))
+                    _ = try StoreTables.decodeFrame(
+                        current.value, key: current.key, kind: .document,
+                        location: CorruptionLocation(area: "documents", document: id))
                     if after.map({ $0 < id }) ?? true { found.append(id) }
                     entry = try cursor.next()
                 }

@@ -5,7 +5,9 @@ extension Reader {
     /// The state of `document` at `revision` (default: head): the newest snapshot at or below it,
     /// then the ops after it.
     /// - Returns: the state and the revision it stands at.
-    func replay<R: Reducer>(_ document: DocumentID, to revision: Revision?, with reducer: R) throws(OpLogError) -> (state: R.State, revision: Revision) {
+    func replay<R: Reducer>(
+        _ document: DocumentID, to revision: Revision?, with reducer: R
+    ) throws(OpLogError) -> (state: R.State, revision: Revision) {
         // Replay reads in several short transactions, so compaction may truncate the ops after the
         // snapshot it started from; it then starts again from the newer snapshot that truncation
         // required. Only a target that itself fell below the floor is an error.
@@ -20,7 +22,9 @@ extension Reader {
         }
     }
 
-    private func replayOnce<R: Reducer>(_ document: DocumentID, to revision: Revision?, with reducer: R) throws(OpLogError) -> (state: R.State, revision: Revision) {
+    private func replayOnce<R: Reducer>(
+        _ document: DocumentID, to revision: Revision?, with reducer: R
+    ) throws(OpLogError) -> (state: R.State, revision: Revision) {
         guard let view = try currentView(of: document) else { return (reducer.initialState(), 0) }
         let target = revision ?? view.head
         guard target <= view.head else { throw .beyondHead(document: document, requested: target, head: view.head) }
@@ -32,15 +36,18 @@ extension Reader {
             }
             at = snapshot.revision
         } else if view.floor > 1 {
-            throw .belowFloor(document: document, requested: target, floor: view.floor,
-                              latestSnapshot: try latestSnapshotRevision(document, atOrBelow: view.floor - 1))
+            throw .belowFloor(
+                document: document, requested: target, floor: view.floor,
+                latestSnapshot: try latestSnapshotRevision(document, atOrBelow: view.floor - 1))
         }
         try replayOps(document, from: at, to: target, state: &state, reducer: reducer)
         return (state, target)
     }
 
     /// Applies ops `after + 1 ... target` to `state`, a batch at a time.
-    func replayOps<R: Reducer>(_ document: DocumentID, from after: Revision, to target: Revision, state: inout R.State, reducer: R) throws(OpLogError) {
+    func replayOps<R: Reducer>(
+        _ document: DocumentID, from after: Revision, to target: Revision, state: inout R.State, reducer: R
+    ) throws(OpLogError) {
         var next = after + 1
         while next <= target {
             let batch = try ops(of: document, from: next, limit: Int(min(UInt64(Limits.replayBatchOps), target - next + 1)))

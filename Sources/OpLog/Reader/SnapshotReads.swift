@@ -22,8 +22,10 @@ extension Reader {
             var entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
             while let current = entry, KeyCoding.belongs(current.key, to: document) {
                 let snapshot = try StoreTables.decodeSnapshot(current, document: document)
-                result.append(SnapshotInfo(revision: snapshot.revision, createdAtMilliseconds: snapshot.createdAtMilliseconds,
-                                           sizeBytes: snapshot.bytes.count, storedBytes: current.value.count))
+                result.append(
+                    SnapshotInfo(
+                        revision: snapshot.revision, createdAtMilliseconds: snapshot.createdAtMilliseconds,
+                        sizeBytes: snapshot.bytes.count, storedBytes: current.value.count))
                 entry = try cursor.next()
             }
             return result
@@ -37,10 +39,13 @@ extension Reader {
         }
     }
 
-    func findSnapshot(_ txn: borrowing some ReadableTransaction & ~Copyable, _ document: DocumentID, atOrBelow revision: Revision) throws -> Entry? {
+    func findSnapshot(
+        _ txn: borrowing some ReadableTransaction & ~Copyable, _ document: DocumentID, atOrBelow revision: Revision
+    ) throws -> Entry? {
         try txn.withCursor(tables.snapshots) { cursor in
             guard let entry = try cursor.seek(atOrBefore: KeyCoding.revisionKey(document, revision)),
-                  KeyCoding.belongs(entry.key, to: document) else { return nil }
+                KeyCoding.belongs(entry.key, to: document)
+            else { return nil }
             return entry
         }
     }

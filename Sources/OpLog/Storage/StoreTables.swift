@@ -40,7 +40,9 @@ package struct StoreTables: Sendable {
             environment.close()
             // Next to a journal, data.mdb was an OpLog store's: its main database is damaged.
             if File.exists(directory + "/" + Journal.fileName) {
-                throw .corruption(CorruptionLocation(area: "lmdb"), detail: "data.mdb lacks OpLog's named databases though a journal exists: its main database is damaged")
+                throw .corruption(
+                    CorruptionLocation(area: "lmdb"),
+                    detail: "data.mdb lacks OpLog's named databases though a journal exists: its main database is damaged")
             }
             throw .notAStore(path: directory, detail: "the LMDB file lacks OpLog's named databases")
         } catch {
@@ -74,7 +76,9 @@ package struct StoreTables: Sendable {
     }
 
     /// Reads and checks a framed record; damage becomes `OpLogError.corruption` at `location`.
-    package static func decodeFrame(_ value: [UInt8], key: [UInt8], kind: RecordKind, location: CorruptionLocation) throws(OpLogError) -> [UInt8] {
+    package static func decodeFrame(
+        _ value: [UInt8], key: [UInt8], kind: RecordKind, location: CorruptionLocation
+    ) throws(OpLogError) -> [UInt8] {
         do { return try RecordFrame.decode(value, key: key, expecting: kind) } catch {
             throw .corruption(location, detail: error.description)
         }
@@ -82,8 +86,10 @@ package struct StoreTables: Sendable {
 
     /// Checks and decodes a record stored under a (document, revision) key, and checks that the
     /// revision its body names (`revisionOf`) is the key's: a record under the wrong key is damage.
-    package static func decodeRevisionRecord<T>(_ entry: Entry, document: DocumentID, area: String, kind: RecordKind,
-                                        decode: ([UInt8]) throws(DecodeError) -> T, revisionOf: (T) -> Revision?) throws(OpLogError) -> T {
+    package static func decodeRevisionRecord<T>(
+        _ entry: Entry, document: DocumentID, area: String, kind: RecordKind,
+        decode: ([UInt8]) throws(DecodeError) -> T, revisionOf: (T) -> Revision?
+    ) throws(OpLogError) -> T {
         let revision = KeyCoding.parseRevisionKey(entry.key)?.revision
         let location = CorruptionLocation(area: area, document: document, revision: revision)
         let body = try decodeFrame(entry.value, key: entry.key, kind: kind, location: location)
@@ -95,7 +101,8 @@ package struct StoreTables: Sendable {
         return value
     }
 
-    package func readDocumentRecord(_ txn: borrowing some ReadableTransaction & ~Copyable, _ document: DocumentID) throws -> DocumentRecord? {
+    package func readDocumentRecord(_ txn: borrowing some ReadableTransaction & ~Copyable, _ document: DocumentID) throws -> DocumentRecord?
+    {
         let key = KeyCoding.documentKey(document)
         let location = CorruptionLocation(area: "documents", document: document)
         guard let value = try txn.get(documents, key: key) else {
@@ -133,17 +140,20 @@ package struct StoreTables: Sendable {
 
     /// Decodes an op chunk and checks it against its key.
     package static func decodeChunk(_ entry: Entry, document: DocumentID) throws(OpLogError) -> [StoredOp] {
-        try decodeRevisionRecord(entry, document: document, area: "ops", kind: .opChunk,
-                                 decode: OpChunkRecord.decode, revisionOf: { $0.first?.revision })
+        try decodeRevisionRecord(
+            entry, document: document, area: "ops", kind: .opChunk,
+            decode: OpChunkRecord.decode, revisionOf: { $0.first?.revision })
     }
 
     package static func decodeSnapshot(_ entry: Entry, document: DocumentID) throws(OpLogError) -> Snapshot {
-        try decodeRevisionRecord(entry, document: document, area: "snapshots", kind: .snapshot,
-                                 decode: SnapshotRecord.decode, revisionOf: { $0.revision })
+        try decodeRevisionRecord(
+            entry, document: document, area: "snapshots", kind: .snapshot,
+            decode: SnapshotRecord.decode, revisionOf: { $0.revision })
     }
 
     package static func decodeDedupe(_ entry: Entry, document: DocumentID) throws(OpLogError) -> DedupeRecord {
-        try decodeRevisionRecord(entry, document: document, area: "dedupe", kind: .dedupe,
-                                 decode: DedupeRecord.decode, revisionOf: { $0.firstRevision })
+        try decodeRevisionRecord(
+            entry, document: document, area: "dedupe", kind: .dedupe,
+            decode: DedupeRecord.decode, revisionOf: { $0.firstRevision })
     }
 }

@@ -79,54 +79,56 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .conflict(document, expected, actual):
+        case .conflict(let document, let expected, let actual):
             return "conflict on document '\(document)': expected head \(expected), actual head \(actual)"
-        case let .partialRetry(document, accepted, new):
+        case .partialRetry(let document, let accepted, let new):
             return "append to '\(document)' mixes \(accepted) already-accepted op IDs with \(new) new ones; nothing written"
-        case let .retryUnverifiable(document, basedOn, checkableFrom):
-            return "append to '\(document)' based on revision \(basedOn) cannot be checked for retries: op IDs are kept from revision \(checkableFrom + 1) on; nothing written"
-        case let .duplicateInBatch(document, detail):
+        case .retryUnverifiable(let document, let basedOn, let checkableFrom):
+            return
+                "append to '\(document)' based on revision \(basedOn) cannot be checked for retries: op IDs are kept from "
+                    + "revision \(checkableFrom + 1) on; nothing written"
+        case .duplicateInBatch(let document, let detail):
             return "duplicate in batch for document '\(document)': \(detail)"
-        case let .belowFloor(document, requested, floor, snapshot):
+        case .belowFloor(let document, let requested, let floor, let snapshot):
             let hint = snapshot.map { "latest snapshot at revision \($0)" } ?? "no snapshot"
             return "revision \(requested) of '\(document)' is below the floor \(floor) (\(hint))"
-        case let .beyondHead(document, requested, head):
+        case .beyondHead(let document, let requested, let head):
             return "revision \(requested) of '\(document)' is beyond the head \(head)"
-        case let .snapshotRequired(document, revision):
+        case .snapshotRequired(let document, let revision):
             return "truncating '\(document)' to floor \(revision + 1) needs a snapshot at revision \(revision)"
-        case let .snapshotProtected(document, revision):
+        case .snapshotProtected(let document, let revision):
             return "snapshot \(revision) of '\(document)' covers the floor and cannot be deleted"
-        case let .snapshotNotFound(document, revision):
+        case .snapshotNotFound(let document, let revision):
             return "no snapshot of '\(document)' at revision \(revision)"
-        case let .documentNotFound(document):
+        case .documentNotFound(let document):
             return "no document '\(document)'"
-        case let .limitExceeded(name, value, maximum):
+        case .limitExceeded(let name, let value, let maximum):
             return "limit \(name.rawValue) exceeded: \(value) > \(maximum)"
-        case let .invalidArgument(detail):
+        case .invalidArgument(let detail):
             return "invalid argument: \(detail)"
-        case let .corruption(location, detail):
+        case .corruption(let location, let detail):
             return "corruption in \(location): \(detail)"
-        case let .storageFull(detail):
+        case .storageFull(let detail):
             return "storage full: \(detail)"
-        case let .notAStore(path, detail):
+        case .notAStore(let path, let detail):
             return "'\(path)' is not an OpLog store: \(detail)"
-        case let .unsupportedFormatVersion(found, supported):
+        case .unsupportedFormatVersion(let found, let supported):
             return "store format version \(found) is newer than this build reads (\(supported))"
-        case let .lockedByAnotherProcess(path):
+        case .lockedByAnotherProcess(let path):
             return "store '\(path)' is open for writing in another process"
-        case let .alreadyOpenInThisProcess(path):
+        case .alreadyOpenInThisProcess(let path):
             return "store '\(path)' is already open in this process; use that OpLogStore or close it first"
         case .readOnly:
             return "store is open read-only"
         case .closed:
             return "store is closed"
-        case let .reopenRequired(reason):
+        case .reopenRequired(let reason):
             return "store must be reopened: \(reason)"
-        case let .storage(failure):
+        case .storage(let failure):
             return failure.description
-        case let .reducerFailed(document, revision, detail):
+        case .reducerFailed(let document, let revision, let detail):
             return "reducer rejected op \(revision) of '\(document)': \(detail)"
-        case let .snapshotUndecodable(document, revision, detail):
+        case .snapshotUndecodable(let document, let revision, let detail):
             return "snapshot \(revision) of '\(document)' does not decode: \(detail)"
         }
     }
@@ -152,7 +154,7 @@ extension OpLogError {
         }
         let code: Int32?
         switch error.kind {
-        case let .lmdb(value), let .system(value): code = value
+        case .lmdb(let value), .system(let value): code = value
         case .compression: code = nil
         }
         self = .storage(StorageFailure(call: error.call.rawValue, code: code, description: error.description))

@@ -50,7 +50,9 @@ extension OpLogStore {
     /// - Returns: the state and the revision it stands at.
     /// - Throws: `beyondHead`; `belowFloor` when `revision` was truncated and no snapshot covers it;
     ///   `reducerFailed` with the op's revision; `snapshotUndecodable`; `corruption`; `closed`.
-    public func replay<R: Reducer>(_ document: DocumentID, to revision: Revision? = nil, with reducer: R) throws(OpLogError) -> (state: R.State, revision: Revision) {
+    public func replay<R: Reducer>(
+        _ document: DocumentID, to revision: Revision? = nil, with reducer: R
+    ) throws(OpLogError) -> (state: R.State, revision: Revision) {
         try reader.replay(document, to: revision, with: reducer)
     }
 
@@ -60,7 +62,9 @@ extension OpLogStore {
     ///   `from > head + 1`; `invalidArgument` for a `bufferLimit` outside 1 ... `Limits.readOpsMax`;
     ///   `readOnly` (live ops come from the writing process's writer); `closed`.
     public func subscribe(to document: DocumentID, from: Revision, bufferLimit: Int = 1_000) throws(OpLogError) -> OpSubscription {
-        guard (1...Limits.readOpsMax).contains(bufferLimit) else { throw .invalidArgument("bufferLimit must be 1 ... \(Limits.readOpsMax)") }
+        guard (1...Limits.readOpsMax).contains(bufferLimit) else {
+            throw .invalidArgument("bufferLimit must be 1 ... \(Limits.readOpsMax)")
+        }
         _ = try requireWriter()
         // Fails now, with the same errors as a read, rather than at the first `next()`.
         _ = try reader.ops(of: document, from: from, limit: 1)

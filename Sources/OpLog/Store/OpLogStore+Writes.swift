@@ -11,8 +11,10 @@ extension OpLogStore {
     ///   `retryUnverifiable` when `basedOn` lies below the op IDs the store still holds;
     ///   `beyondHead` when `basedOn` lies above the head; `duplicateInBatch`; `limitExceeded`;
     ///   `invalidArgument`; `storageFull`; `reopenRequired` after an I/O failure; `readOnly`; `closed`.
-    public func append(_ ops: [NewOp], to document: DocumentID, expectedHead: Revision? = nil,
-                       basedOn: Revision? = nil) async throws(OpLogError) -> AppendResult {
+    public func append(
+        _ ops: [NewOp], to document: DocumentID, expectedHead: Revision? = nil,
+        basedOn: Revision? = nil
+    ) async throws(OpLogError) -> AppendResult {
         let results = try await append(batch: [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead, basedOn: basedOn)])
         return results[0]
     }
@@ -47,8 +49,9 @@ extension OpLogStore {
             throw .limitExceeded(.snapshotBytes, value: bytes.count, maximum: Limits.snapshotBytesMax)
         }
         let writer = try requireWriter()
-        let frame = try Writer.snapshotFrame(bytes, of: document, at: revision, createdAt: options.clock.now,
-                                             compressionLevel: options.compressionLevel)
+        let frame = try Writer.snapshotFrame(
+            bytes, of: document, at: revision, createdAt: options.clock.now,
+            compressionLevel: options.compressionLevel)
         try await writer.submit { .putSnapshot(document: document, revision: revision, frame: frame, continuation: $0) }
     }
 

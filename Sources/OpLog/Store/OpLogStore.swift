@@ -92,7 +92,8 @@ public final class OpLogStore: Sendable {
 
     private static func openClaimed(directory: String, options: StoreOptions, openKey: String) throws(OpLogError) -> OpLogStore {
         let lockFile = options.readOnly ? nil : try StoreDirectory.lockForWriting(directory, options: options)
-        let mapSize = max(options.mapSizeInitialBytes, StoreDirectory.roundUpToMiB(File.sizeOf(directory + "/" + StoreDirectory.dataFileName) ?? 0))
+        let mapSize = max(
+            options.mapSizeInitialBytes, StoreDirectory.roundUpToMiB(File.sizeOf(directory + "/" + StoreDirectory.dataFileName) ?? 0))
         let tables: StoreTables
         do { tables = try StoreTables.open(directory: directory, options: options, mapSizeBytes: mapSize) } catch {
             lockFile?.close()
@@ -100,8 +101,9 @@ public final class OpLogStore: Sendable {
         }
         do {
             try StoreDirectory.checkFormat(tables, directory: directory, options: options)
-            let context = StoreContext(directory: directory, options: options, tables: tables, events: CommitEvents(),
-                                       metrics: StoreMetrics(label: "oplog"))
+            let context = StoreContext(
+                directory: directory, options: options, tables: tables, events: CommitEvents(),
+                metrics: StoreMetrics(label: "oplog"))
             let reader = Reader(context: context, isWriterProcess: lockFile != nil)
             let writer = lockFile.map { Writer(context: context, reader: reader, lockFile: $0, mapSizeBytes: mapSize) }
             let store = OpLogStore(context: context, reader: reader, writer: writer, openKey: openKey)

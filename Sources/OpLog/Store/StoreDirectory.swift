@@ -21,7 +21,8 @@ enum StoreDirectory {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         if names.contains(dataFileName) { return }
         if names.contains(Journal.fileName) {
-            throw .corruption(CorruptionLocation(area: "lmdb"), detail: "\(directory) has a journal but no data.mdb: the data file was removed")
+            throw .corruption(
+                CorruptionLocation(area: "lmdb"), detail: "\(directory) has a journal but no data.mdb: the data file was removed")
         }
         let foreign = names.filter { !fileNames.contains($0) }.sorted()
         if let example = foreign.first {
@@ -61,7 +62,8 @@ enum StoreDirectory {
                 try [tables.meta, tables.documents, tables.ops, tables.snapshots, tables.dedupe].contains { try txn.entryCount($0) > 0 }
             }
             if holdsData {
-                throw .corruption(CorruptionLocation(area: "meta"), detail: "the store holds data but its format record is missing (damaged key?)")
+                throw .corruption(
+                    CorruptionLocation(area: "meta"), detail: "the store holds data but its format record is missing (damaged key?)")
             }
             throw .notAStore(path: directory, detail: "data.mdb has no OpLog format record")
         }
@@ -79,11 +81,14 @@ enum StoreDirectory {
         }
         let format = FormatRecord(version: formatVersion, createdAtMilliseconds: options.clock.now)
         try tables.write { txn in
-            try txn.put(tables.meta, key: StoreTables.formatKey,
-                        value: RecordFrame.encode(kind: .format, codec: .raw, key: StoreTables.formatKey, stored: format.encode(), rawLength: 20))
-            try txn.put(tables.meta, key: StoreTables.appliedKey,
-                        value: RecordFrame.encode(kind: .appliedSequence, codec: .raw, key: StoreTables.appliedKey,
-                                                  stored: AppliedSequenceRecord.encode(0), rawLength: 8))
+            try txn.put(
+                tables.meta, key: StoreTables.formatKey,
+                value: RecordFrame.encode(kind: .format, codec: .raw, key: StoreTables.formatKey, stored: format.encode(), rawLength: 20))
+            try txn.put(
+                tables.meta, key: StoreTables.appliedKey,
+                value: RecordFrame.encode(
+                    kind: .appliedSequence, codec: .raw, key: StoreTables.appliedKey,
+                    stored: AppliedSequenceRecord.encode(0), rawLength: 8))
         }
     }
 

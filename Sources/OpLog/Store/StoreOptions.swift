@@ -68,15 +68,23 @@ public struct StoreOptions: Sendable {
         }
         try require(mapSizeInitialBytes >= 1 << 20, "mapSizeInitialBytes must be at least 1 MiB")
         try require(mapSizeMaximumBytes >= mapSizeInitialBytes, "mapSizeMaximumBytes must be at least mapSizeInitialBytes")
-        try require(reservedBytesForDeletion >= 0 && reservedBytesForDeletion < mapSizeMaximumBytes / 2, "reservedBytesForDeletion must be below half the maximum map size")
+        try require(
+            reservedBytesForDeletion >= 0 && reservedBytesForDeletion < mapSizeMaximumBytes / 2,
+            "reservedBytesForDeletion must be below half the maximum map size")
         try require((0...9).contains(compressionLevel), "compressionLevel must be 0...9")
         try require((0...9).contains(journalCompressionLevel), "journalCompressionLevel must be 0...9")
         try require((1 << 20...1 << 30).contains(journalApplyBytes), "journalApplyBytes must be 1 MiB ... 1 GiB")
-        try require((1...Limits.dedupeOpsPerDocumentMax).contains(dedupeWindowOps), "dedupeWindowOps must be 1...\(Limits.dedupeOpsPerDocumentMax)")
+        try require(
+            (1...Limits.dedupeOpsPerDocumentMax).contains(dedupeWindowOps), "dedupeWindowOps must be 1...\(Limits.dedupeOpsPerDocumentMax)")
         try require(dedupeWindowMilliseconds >= 0, "dedupeWindowMilliseconds must not be negative")
         try require((1...100_000).contains(groupCommitMaxOps), "groupCommitMaxOps must be 1...100,000")
-        try require((1 << 16...Limits.journalRecordBytesMax / 2).contains(groupCommitMaxBytes), "groupCommitMaxBytes must be 64 KiB ... 32 MiB")
-        try require(filePermissions & ~0o666 == 0 && filePermissions & 0o600 == 0o600, "filePermissions must allow the owner to read and write and set no execute or special bits")
-        try require(directoryPermissions & ~0o777 == 0 && directoryPermissions & 0o700 == 0o700, "directoryPermissions must give the owner full access and set no special bits")
+        try require(
+            (1 << 16...Limits.journalRecordBytesMax / 2).contains(groupCommitMaxBytes), "groupCommitMaxBytes must be 64 KiB ... 32 MiB")
+        try require(
+            filePermissions & ~0o666 == 0 && filePermissions & 0o600 == 0o600,
+            "filePermissions must allow the owner to read and write and set no execute or special bits")
+        try require(
+            directoryPermissions & ~0o777 == 0 && directoryPermissions & 0o700 == 0o700,
+            "directoryPermissions must give the owner full access and set no special bits")
     }
 }

@@ -89,7 +89,9 @@ public struct StoredOp: Sendable, Equatable {
     public var serverTimeMilliseconds: Int64
     public var payload: [UInt8]
 
-    public init(revision: Revision, opID: OpID, author: [UInt8], clientTimeMilliseconds: Int64?, serverTimeMilliseconds: Int64, payload: [UInt8]) {
+    public init(
+        revision: Revision, opID: OpID, author: [UInt8], clientTimeMilliseconds: Int64?, serverTimeMilliseconds: Int64, payload: [UInt8]
+    ) {
         self.revision = revision
         self.opID = opID
         self.author = author

@@ -14,14 +14,17 @@ extension Writer {
         let window = context.window
         try writeGrowing { txn in
             let applied = try tables.readAppliedSequence(txn)
-            assert(applied + 1 >= journal.baseSequence && applied <= lastSequence,
-                   "LMDB applied \(applied), journal holds \(journal.baseSequence)...\(lastSequence)")
+            assert(
+                applied + 1 >= journal.baseSequence && applied <= lastSequence,
+                "LMDB applied \(applied), journal holds \(journal.baseSequence)...\(lastSequence)")
             for (document, view) in views {
                 try applyDocument(txn, document, view: view, window: window)
             }
             let appliedBody = AppliedSequenceRecord.encode(lastSequence)
-            try txn.put(tables.meta, key: StoreTables.appliedKey,
-                        value: RecordFrame.encode(kind: .appliedSequence, codec: .raw, key: StoreTables.appliedKey, stored: appliedBody, rawLength: appliedBody.count))
+            try txn.put(
+                tables.meta, key: StoreTables.appliedKey,
+                value: RecordFrame.encode(
+                    kind: .appliedSequence, codec: .raw, key: StoreTables.appliedKey, stored: appliedBody, rawLength: appliedBody.count))
         }
         // LMDB now holds everything journaled: readers find it there.
         reader.dropApplied()
@@ -60,8 +63,12 @@ extension Writer {
         // into a new `dedupeFrom` (gaps further up stay visible to the dedupe load and to verify).
         let firstDedupe = try firstDedupeRevision(txn, document)
         if firstDedupe != (record.dedupeFrom == 0 ? nil : record.dedupeFrom) {
-            throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document),
-                                        detail: "the first dedupe record is at \(firstDedupe.map { "\($0)" } ?? "none") but the document record says \(record.dedupeFrom)")
+            throw OpLogError.corruption(
+                CorruptionLocation(area: "dedupe", document: document),
+                detail:
+                    "the first dedupe record is at \(firstDedupe.map { "\($0)" } ?? "none") but the document record says "
+                        + "\(record.dedupeFrom)"
+            )
         }
         let oldestKept = window.oldestRevision(head: view.head)
         if view.floor > record.floor {
@@ -70,8 +77,9 @@ extension Writer {
         }
         try pruneDedupeRecords(txn, document, oldestKept: oldestKept)
         if let first = view.pending.first?.revision, first != record.head + 1 {
-            throw OpLogError.corruption(CorruptionLocation(area: "journal", document: document, revision: first),
-                                        detail: "journaled ops start at \(first) but LMDB's head is \(record.head)")
+            throw OpLogError.corruption(
+                CorruptionLocation(area: "journal", document: document, revision: first),
+                detail: "journaled ops start at \(first) but LMDB's head is \(record.head)")
         }
         // Ops truncated before they were applied: only their op IDs are kept, as a dedupe record.
         let truncated = view.pending.prefix { $0.revision < view.floor }
@@ -87,7 +95,8 @@ extension Writer {
             }
             let chunk = retained[start..<end]
             let key = KeyCoding.revisionKey(document, retained[start].revision)
-            let value = try RecordFrame.encode(kind: .opChunk, key: key, body: OpChunkRecord.encode(chunk), compressionLevel: options.compressionLevel)
+            let value = try RecordFrame.encode(
+                kind: .opChunk, key: key, body: OpChunkRecord.encode(chunk), compressionLevel: options.compressionLevel)
             try txn.put(tables.ops, key: key, value: value)
             record.chunkBytes += UInt64(value.count)
             start = end
@@ -97,20 +106,26 @@ extension Writer {
         record.lastServerTimeMilliseconds = view.lastServerTimeMilliseconds
         record.dedupeFrom = try firstDedupeRevision(txn, document) ?? 0
         let key = KeyCoding.documentKey(document)
-        try txn.put(tables.documents, key: key, value: RecordFrame.encode(kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: DocumentRecord.encodedBytes))
+        try txn.put(
+            tables.documents, key: key,
+            value: RecordFrame.encode(
+                kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: DocumentRecord.encodedBytes))
     }
 
     private func firstDedupeRevision(_ txn: borrowing WriteTransaction, _ document: DocumentID) throws -> Revision? {
         try txn.withCursor(tables.dedupe) { cursor in
             guard let first = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)),
-                  let (owner, revision) = KeyCoding.parseRevisionKey(first.key), owner == document else { return nil }
+                let (owner, revision) = KeyCoding.parseRevisionKey(first.key), owner == document
+            else { return nil }
             return revision
         }
     }
 
     /// Deletes chunks whose ops are all below `floor`; returns the stored bytes freed.
-    private func removeChunks(_ txn: borrowing WriteTransaction, _ document: DocumentID, below floor: Revision,
-                              oldestKept: Revision) throws -> UInt64 {
+    private func removeChunks(
+        _ txn: borrowing WriteTransaction, _ document: DocumentID, below floor: Revision,
+        oldestKept: Revision
+    ) throws -> UInt64 {
         var freed: UInt64 = 0
         try txn.withWriteCursor(tables.ops) { cursor in
             var entry = try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document))
@@ -128,8 +143,10 @@ extension Writer {
 
     /// Writes a dedupe record for the ops still inside the dedupe window (a suffix: revisions and
     /// server times both increase).
-    private func rememberOpIDs(_ txn: borrowing WriteTransaction, _ document: DocumentID, of ops: ArraySlice<StoredOp>,
-                               oldestKept: Revision) throws {
+    private func rememberOpIDs(
+        _ txn: borrowing WriteTransaction, _ document: DocumentID, of ops: ArraySlice<StoredOp>,
+        oldestKept: Revision
+    ) throws {
         // Only the op count bounds what is kept, never the ops' age: `basedOn` retries check these
         // records with no time limit (the time window applies to plain retries, in memory).
         let remembered = Array(ops.filter { $0.revision >= oldestKept })
@@ -140,10 +157,10 @@ extension Writer {
             guard let first = piece.first else { continue }
             let record = DedupeRecord(firstRevision: first.revision, entries: piece.map { ($0.opID, $0.serverTimeMilliseconds) })
             let key = KeyCoding.revisionKey(document, first.revision)
-            try txn.put(tables.dedupe, key: key, value: RecordFrame.encode(kind: .dedupe, key: key, body: record.encode(), compressionLevel: 0))
+            try txn.put(
+                tables.dedupe, key: key, value: RecordFrame.encode(kind: .dedupe, key: key, body: record.encode(), compressionLevel: 0))
         }
     }
-
 
     /// Deletes dedupe records wholly outside the window.
     private func pruneDedupeRecords(_ txn: borrowing WriteTransaction, _ document: DocumentID, oldestKept: Revision) throws {

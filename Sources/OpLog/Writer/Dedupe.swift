@@ -51,8 +51,9 @@ struct DedupeIndex {
 
     /// Adds the op at `revision`, the next one after everything the index holds.
     mutating func insert(_ id: OpID, revision: Revision, time: Int64) {
-        assert(order.last.map { revision == $0.revision + 1 } ?? true,
-               "dedupe index: revision \(revision) does not continue \(order.last?.revision ?? 0)")
+        assert(
+            order.last.map { revision == $0.revision + 1 } ?? true,
+            "dedupe index: revision \(revision) does not continue \(order.last?.revision ?? 0)")
         if order.count == start { coveredFrom = revision }
         // A newer op may reuse an ID whose first op has left the window: the newer revision wins.
         revisions[id] = revision
@@ -108,8 +109,10 @@ extension Writer {
     /// reaches that far and from the stored data below it.
     /// - Throws: `retryUnverifiable` when the store no longer holds the IDs of every op after
     ///   `basedOn`; `beyondHead` when `basedOn` is above the document's head.
-    func revisionsAfter(basedOn: Revision, of ids: [OpID], in document: DocumentID, head: Revision,
-                        index: DedupeIndex) throws(OpLogError) -> [Revision?] {
+    func revisionsAfter(
+        basedOn: Revision, of ids: [OpID], in document: DocumentID, head: Revision,
+        index: DedupeIndex
+    ) throws(OpLogError) -> [Revision?] {
         guard basedOn <= head else { throw .beyondHead(document: document, requested: basedOn, head: head) }
         let windowed = ids.map { index.revision(of: $0) }
         // The index alone answers when it holds every op after basedOn.
@@ -139,20 +142,23 @@ extension Writer {
                 for database in [tables.dedupe, tables.ops] {
                     let isChunk = database == tables.ops
                     try txn.withCursor(database) { cursor in
-                        var entry = try cursor.seek(containing: KeyCoding.revisionKey(document, lowest), prefix: KeyCoding.documentPrefix(document))
+                        var entry = try cursor.seek(
+                            containing: KeyCoding.revisionKey(document, lowest), prefix: KeyCoding.documentPrefix(document))
                         while let current = entry, KeyCoding.belongs(current.key, to: document) {
                             for (id, revision, time) in try dedupeEntries(current, document: document, isChunk: isChunk)
                             where revision >= lowest && revision < lmdbEnd {
                                 if !isChunk {
                                     if let range = covered, revision != range.upperBound {
-                                        throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document, revision: range.upperBound),
-                                                                    detail: "dedupe records skip from \(range.upperBound) to \(revision)")
+                                        throw OpLogError.corruption(
+                                            CorruptionLocation(area: "dedupe", document: document, revision: range.upperBound),
+                                            detail: "dedupe records skip from \(range.upperBound) to \(revision)")
                                     }
                                     covered = (covered?.lowerBound ?? revision)..<(revision + 1)
                                 } else {
                                     if let range = chunkCovered, revision != range.upperBound {
-                                        throw OpLogError.corruption(CorruptionLocation(area: "ops", document: document, revision: range.upperBound),
-                                                                    detail: "op chunks skip from \(range.upperBound) to \(revision)")
+                                        throw OpLogError.corruption(
+                                            CorruptionLocation(area: "ops", document: document, revision: range.upperBound),
+                                            detail: "op chunks skip from \(range.upperBound) to \(revision)")
                                     }
                                     chunkCovered = (chunkCovered?.lowerBound ?? revision)..<(revision + 1)
                                 }
@@ -172,7 +178,8 @@ extension Writer {
 
     /// The lowest revision whose op ID LMDB holds: the first dedupe record's, else the first op
     /// chunk's; nil when LMDB holds neither (the journal may still hold ops).
-    private func lowestStoredRevision(_ txn: borrowing ReadTransaction, _ document: DocumentID, record: DocumentRecord) throws -> Revision? {
+    private func lowestStoredRevision(_ txn: borrowing ReadTransaction, _ document: DocumentID, record: DocumentRecord) throws -> Revision?
+    {
         if record.dedupeFrom != 0 { return record.dedupeFrom }
         return try txn.withCursor(tables.ops) { cursor in
             try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).flatMap { KeyCoding.parseRevisionKey($0.key) }
@@ -184,8 +191,10 @@ extension Writer {
     /// floor), and the op chunks every revision from there (or `oldest`) to LMDB's head. A record
     /// whose key was damaged is missing from that range; the op IDs it held must not be silently
     /// forgotten, or a retry would be stored twice.
-    private func checkCoverage(_ txn: borrowing ReadTransaction, _ document: DocumentID, record: DocumentRecord,
-                               oldest: Revision, dedupe: Range<Revision>?, chunks: Range<Revision>?) throws {
+    private func checkCoverage(
+        _ txn: borrowing ReadTransaction, _ document: DocumentID, record: DocumentRecord,
+        oldest: Revision, dedupe: Range<Revision>?, chunks: Range<Revision>?
+    ) throws {
         let firstChunk = try txn.withCursor(tables.ops) { cursor in
             try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).flatMap { KeyCoding.parseRevisionKey($0.key) }
         }.flatMap { $0.document == document ? $0.revision : nil }
@@ -193,23 +202,32 @@ extension Writer {
         let start = record.dedupeFrom == 0 ? end : max(record.dedupeFrom, oldest)
         let expected = start < end ? start..<end : nil
         if dedupe != expected {
-            throw OpLogError.corruption(CorruptionLocation(area: "dedupe", document: document),
-                                        detail: "dedupe records hold revisions \(dedupe.map { "\($0)" } ?? "none") where the document record requires \(expected.map { "\($0)" } ?? "none")")
+            throw OpLogError.corruption(
+                CorruptionLocation(area: "dedupe", document: document),
+                detail:
+                    "dedupe records hold revisions \(dedupe.map { "\($0)" } ?? "none") where the document record requires "
+                        + "\(expected.map { "\($0)" } ?? "none")"
+            )
         }
         // LMDB retains floor...head; the first chunk may start below the floor (truncation deletes
         // only whole chunks), never above it.
         var expectedChunks: Range<Revision>?
         if record.floor <= record.head {
             guard let firstChunk, firstChunk <= record.floor else {
-                throw OpLogError.corruption(CorruptionLocation(area: "ops", document: document, revision: record.floor),
-                                            detail: "no op chunk holds the floor \(record.floor)")
+                throw OpLogError.corruption(
+                    CorruptionLocation(area: "ops", document: document, revision: record.floor),
+                    detail: "no op chunk holds the floor \(record.floor)")
             }
             let chunkStart = max(oldest, firstChunk)
             expectedChunks = chunkStart <= record.head ? chunkStart..<(record.head + 1) : nil
         }
         if chunks != expectedChunks {
-            throw OpLogError.corruption(CorruptionLocation(area: "ops", document: document),
-                                        detail: "op chunks hold revisions \(chunks.map { "\($0)" } ?? "none") where the document record requires \(expectedChunks.map { "\($0)" } ?? "none")")
+            throw OpLogError.corruption(
+                CorruptionLocation(area: "ops", document: document),
+                detail:
+                    "op chunks hold revisions \(chunks.map { "\($0)" } ?? "none") where the document record requires "
+                        + "\(expectedChunks.map { "\($0)" } ?? "none")"
+            )
         }
     }
 

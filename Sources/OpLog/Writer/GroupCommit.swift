@@ -24,9 +24,9 @@ extension Writer {
             let before = entries.count
             do {
                 switch request {
-                case let .append(batch, _):
+                case .append(let batch, _):
                     outcomes.append(.success(try stageAppend(batch, scratch: &scratch, entries: &entries, now: now)))
-                case let .truncate(document, floor, _):
+                case .truncate(let document, let floor, _):
                     try stageTruncate(document, floor: floor, scratch: &scratch, entries: &entries)
                     outcomes.append(.success([]))
                 case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .close:
@@ -60,9 +60,9 @@ extension Writer {
     private func resume(_ group: [WriteRequest], _ outcomes: [Result<[AppendResult], OpLogError>]) {
         for (request, outcome) in zip(group, outcomes) {
             switch (request, outcome) {
-            case let (.append(_, continuation), .success(results)): continuation.resume(returning: results)
-            case let (.truncate(_, _, continuation), .success): continuation.resume()
-            case let (_, .failure(error)): request.fail(error)
+            case (.append(_, let continuation), .success(let results)): continuation.resume(returning: results)
+            case (.truncate(_, _, let continuation), .success): continuation.resume()
+            case (_, .failure(let error)): request.fail(error)
             default: preconditionFailure("a successful outcome for a request that is not journaled")
             }
         }
@@ -88,11 +88,13 @@ extension Writer {
             try journal.append(frame.bytes, sync: options.durability == .full)
         } catch {
             switch error {
-            case let .noSpace(cause):
+            case .noSpace(let cause):
                 // The partial frame was cut off: nothing of this group is acknowledged, and the
                 // next group tries again.
-                throw .storageFull(detail: "the file system is full; a journal record of \(frame.bytes.count) bytes was not written (\(cause.description))")
-            case let .failed(cause):
+                throw .storageFull(
+                    detail: "the file system is full; a journal record of \(frame.bytes.count) bytes was not written (\(cause.description))"
+                )
+            case .failed(let cause):
                 // The record may be partly on disk, and a failed sync may have dropped earlier pages.
                 throw poison(cause.description)
             }
@@ -113,12 +115,13 @@ extension Writer {
         let changed = scratch.filter { $0.value.changed }
         reader.publish(changed.mapValues(\.update))
         // Events in the order the group staged them.
-        announce(entries.map { entry in
-            switch entry {
-            case let .ops(document, ops): return .appended(document: document, ops: ops)
-            case let .truncate(document, floor): return .truncated(document: document, floor: floor)
-            }
-        })
+        announce(
+            entries.map { entry in
+                switch entry {
+                case .ops(let document, let ops): return .appended(document: document, ops: ops)
+                case .truncate(let document, let floor): return .truncated(document: document, floor: floor)
+                }
+            })
         let window = context.window
         for (document, staged) in changed {
             dirtyDocuments.insert(document)

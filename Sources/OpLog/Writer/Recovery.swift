@@ -25,8 +25,12 @@ enum JournalRecovery {
                 let contents = try Journal.read(directory: directory, strict: context.options.durability == .full)
                 if contents.baseSequence > applied + 1 {
                     if writer == nil && attempt < Limits.recoveryReadAttemptsMax { return nil }
-                    throw OpLogError.corruption(CorruptionLocation(area: "lmdb"),
-                        detail: "LMDB holds journal records up to \(applied) but the journal starts at \(contents.baseSequence): the data file lost committed transactions (damaged or rolled-back meta page)")
+                    throw OpLogError.corruption(
+                        CorruptionLocation(area: "lmdb"),
+                        detail:
+                            "LMDB holds journal records up to \(applied) but the journal starts at \(contents.baseSequence): "
+                                + "the data file lost committed transactions (damaged or rolled-back meta page)"
+                    )
                 }
                 let views = try replay(contents.records.filter { $0.sequence > applied }, txn, tables: tables)
                 return (applied, contents, views)
@@ -55,12 +59,18 @@ enum JournalRecovery {
         for record in records {
             for entry in record.entries {
                 let document = entry.document
-                var view = try result.views[document] ?? tables.readDocumentRecord(txn, document).map(DocumentView.init) ?? DocumentView(record: .empty)
+                var view =
+                    try result.views[document] ?? tables.readDocumentRecord(txn, document).map(DocumentView.init)
+                    ?? DocumentView(record: .empty)
                 switch entry {
-                case let .ops(_, ops):
+                case .ops(_, let ops):
                     guard ops.first?.revision == view.head + 1 else {
-                        throw OpLogError.corruption(CorruptionLocation(area: "journal", document: document, revision: ops.first?.revision),
-                                                    detail: "journal record \(record.sequence) continues from head \(view.head) with revision \(ops.first?.revision ?? 0)")
+                        throw OpLogError.corruption(
+                            CorruptionLocation(area: "journal", document: document, revision: ops.first?.revision),
+                            detail:
+                                "journal record \(record.sequence) continues from head \(view.head) with revision "
+                                    + "\(ops.first?.revision ?? 0)"
+                        )
                     }
                     view.head += UInt64(ops.count)
                     view.lastServerTimeMilliseconds = max(view.lastServerTimeMilliseconds, ops.last?.serverTimeMilliseconds ?? 0)
@@ -68,10 +78,11 @@ enum JournalRecovery {
                     let size = DocumentView.retainedBytes(of: ops, floor: 0)
                     view.pendingBytes += size
                     result.bytes += size
-                case let .truncate(_, floor):
+                case .truncate(_, let floor):
                     guard floor <= view.head + 1 else {
-                        throw OpLogError.corruption(CorruptionLocation(area: "journal", document: document, revision: floor),
-                                                    detail: "journal record \(record.sequence) truncates beyond head \(view.head)")
+                        throw OpLogError.corruption(
+                            CorruptionLocation(area: "journal", document: document, revision: floor),
+                            detail: "journal record \(record.sequence) truncates beyond head \(view.head)")
                     }
                     view.floor = max(view.floor, floor)
                     view.pendingBytes = DocumentView.retainedBytes(of: view.pending, floor: view.floor)

@@ -33,20 +33,22 @@ enum WriteRequest: Sendable {
     }
 
     var opCount: Int {
-        if case let .append(batch, _) = self { return batch.reduce(0) { $0 + $1.ops.count } }
+        if case .append(let batch, _) = self { return batch.reduce(0) { $0 + $1.ops.count } }
         return 0
     }
 
     var payloadBytes: Int {
-        if case let .append(batch, _) = self { return batch.reduce(0) { $0 + $1.ops.reduce(0) { $0 + Limits.estimatedStoredBytes(of: $1) } } }
+        if case .append(let batch, _) = self {
+            return batch.reduce(0) { $0 + $1.ops.reduce(0) { $0 + Limits.estimatedStoredBytes(of: $1) } }
+        }
         return 0
     }
 
     func fail(_ error: OpLogError) {
         switch self {
-        case let .append(_, continuation): continuation.resume(throwing: error)
-        case let .truncate(_, _, continuation), let .putSnapshot(_, _, _, continuation), let .deleteSnapshot(_, _, continuation),
-             let .deleteDocument(_, continuation), let .checkpoint(continuation), let .close(continuation):
+        case .append(_, let continuation): continuation.resume(throwing: error)
+        case .truncate(_, _, let continuation), .putSnapshot(_, _, _, let continuation), .deleteSnapshot(_, _, let continuation),
+            .deleteDocument(_, let continuation), .checkpoint(let continuation), .close(let continuation):
             continuation.resume(throwing: error)
         }
     }
@@ -90,7 +92,8 @@ final class RequestQueue: @unchecked Sendable {
             var ops = group[0].opCount
             var bytes = group[0].payloadBytes
             while head < requests.count, requests[head].isJournaled,
-                  ops + requests[head].opCount <= maxOps, bytes + requests[head].payloadBytes <= maxBytes {
+                ops + requests[head].opCount <= maxOps, bytes + requests[head].payloadBytes <= maxBytes
+            {
                 ops += requests[head].opCount
                 bytes += requests[head].payloadBytes
                 group.append(requests[head])

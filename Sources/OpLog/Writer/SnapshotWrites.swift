@@ -58,8 +58,10 @@ extension Writer {
 
     /// A snapshot record ready to store: framed and compressed. Called in the caller's task, so the
     /// writer thread, which serves every appender, never compresses snapshots.
-    static func snapshotFrame(_ bytes: [UInt8], of document: DocumentID, at revision: Revision,
-                              createdAt: Int64, compressionLevel: Int32) throws(OpLogError) -> [UInt8] {
+    static func snapshotFrame(
+        _ bytes: [UInt8], of document: DocumentID, at revision: Revision,
+        createdAt: Int64, compressionLevel: Int32
+    ) throws(OpLogError) -> [UInt8] {
         let key = KeyCoding.revisionKey(document, revision)
         let body = SnapshotRecord.encode(revision: revision, createdAt: createdAt, bytes: bytes)
         do { return try RecordFrame.encode(kind: .snapshot, key: key, body: body, compressionLevel: compressionLevel) } catch {

@@ -75,7 +75,9 @@ extension Writer {
         try tables.environment.write { txn in
             let key = StoreTables.appliedKey
             let body = AppliedSequenceRecord.encode(try tables.readAppliedSequence(txn))
-            try txn.put(tables.meta, key: key, value: RecordFrame.encode(kind: .appliedSequence, codec: .raw, key: key, stored: body, rawLength: body.count))
+            try txn.put(
+                tables.meta, key: key,
+                value: RecordFrame.encode(kind: .appliedSequence, codec: .raw, key: key, stored: body, rawLength: body.count))
         }
         counters.withLock { $0.lmdbCommits += 1 }
     }
@@ -100,7 +102,7 @@ extension Writer {
     /// groups, never while one is staged. A failed apply is left to the check to report.
     func applyJournalIfSpaceIsTight(adding bytes: Int) {
         guard journalBytes > 0,
-              lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion > options.mapSizeMaximumBytes
+            lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion > options.mapSizeMaximumBytes
         else { return }
         do { try applyJournal() } catch {
             options.logger.notice("journal apply near the space limit failed", metadata: ["error": "\(error)"])
@@ -114,7 +116,11 @@ extension Writer {
         }
         let projected = lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion
         if projected > options.mapSizeMaximumBytes {
-            throw .storageFull(detail: "\(lmdbUsedBytes) bytes in use and \(journalBytes) journaled, of at most \(options.mapSizeMaximumBytes) (keeping \(options.reservedBytesForDeletion) for deletions)")
+            throw .storageFull(
+                detail:
+                    "\(lmdbUsedBytes) bytes in use and \(journalBytes) journaled, of at most \(options.mapSizeMaximumBytes) "
+                        + "(keeping \(options.reservedBytesForDeletion) for deletions)"
+            )
         }
     }
 }

@@ -26,14 +26,18 @@ extension Writer {
     func scratchDocument(_ document: DocumentID, scratch: [DocumentID: ScratchDocument]) throws(OpLogError) -> ScratchDocument {
         if let existing = scratch[document] { return existing }
         if let view = try reader.journaledView(of: document) {
-            return ScratchDocument(head: view.head, floor: view.floor, lastServerTimeMilliseconds: view.lastServerTimeMilliseconds, record: .empty)
+            return ScratchDocument(
+                head: view.head, floor: view.floor, lastServerTimeMilliseconds: view.lastServerTimeMilliseconds, record: .empty)
         }
         let record = try tables.read { txn in try tables.readDocumentRecord(txn, document) } ?? .empty
-        return ScratchDocument(head: record.head, floor: record.floor, lastServerTimeMilliseconds: record.lastServerTimeMilliseconds, record: record)
+        return ScratchDocument(
+            head: record.head, floor: record.floor, lastServerTimeMilliseconds: record.lastServerTimeMilliseconds, record: record)
     }
 
-    func stageAppend(_ batch: [DocumentAppend], scratch: inout [DocumentID: ScratchDocument], entries: inout [JournalEntry],
-                     now: Int64) throws(OpLogError) -> [AppendResult] {
+    func stageAppend(
+        _ batch: [DocumentAppend], scratch: inout [DocumentID: ScratchDocument], entries: inout [JournalEntry],
+        now: Int64
+    ) throws(OpLogError) -> [AppendResult] {
         try validate(batch)
         var local: [DocumentID: ScratchDocument] = [:]
         var newEntries: [JournalEntry] = []
@@ -86,11 +90,13 @@ extension Writer {
     /// The stored form of new ops: consecutive revisions after `head`, one server time.
     private static func stamp(_ ops: [NewOp], after head: Revision, serverTime: Int64) -> [StoredOp] {
         let stored = ops.enumerated().map { index, op in
-            StoredOp(revision: head + 1 + UInt64(index), opID: op.opID, author: op.author,
-                     clientTimeMilliseconds: op.clientTimeMilliseconds, serverTimeMilliseconds: serverTime, payload: op.payload)
+            StoredOp(
+                revision: head + 1 + UInt64(index), opID: op.opID, author: op.author,
+                clientTimeMilliseconds: op.clientTimeMilliseconds, serverTimeMilliseconds: serverTime, payload: op.payload)
         }
-        assert(zip(stored, stored.dropFirst()).allSatisfy { $0.revision + 1 == $1.revision } && stored.first?.revision == head + 1,
-               "staged revisions are not contiguous after head \(head)")
+        assert(
+            zip(stored, stored.dropFirst()).allSatisfy { $0.revision + 1 == $1.revision } && stored.first?.revision == head + 1,
+            "staged revisions are not contiguous after head \(head)")
         return stored
     }
 
@@ -128,8 +134,10 @@ extension Writer {
         }
     }
 
-    func stageTruncate(_ document: DocumentID, floor: Revision, scratch: inout [DocumentID: ScratchDocument],
-                       entries: inout [JournalEntry]) throws(OpLogError) {
+    func stageTruncate(
+        _ document: DocumentID, floor: Revision, scratch: inout [DocumentID: ScratchDocument],
+        entries: inout [JournalEntry]
+    ) throws(OpLogError) {
         var staged = try scratchDocument(document, scratch: scratch)
         guard staged.head > 0 else { throw .documentNotFound(document) }
         if floor <= staged.floor { return }

@@ -86,7 +86,7 @@ final class Writer: @unchecked Sendable {
                 continue
             }
             assert(group.count == 1, "a group of \(group.count) requests that are not journaled")
-            if case let .close(continuation) = group[0] {
+            if case .close(let continuation) = group[0] {
                 continuation.resume(with: Result { () throws(OpLogError) in try shutDown() })
                 drainAfterClose()
                 return
@@ -113,13 +113,13 @@ final class Writer: @unchecked Sendable {
             }
         }
         switch request {
-        case let .putSnapshot(document, revision, frame, continuation):
+        case .putSnapshot(let document, let revision, let frame, let continuation):
             run(continuation) { () throws(OpLogError) in try writeSnapshot(frame: frame, of: document, at: revision) }
-        case let .deleteSnapshot(document, revision, continuation):
+        case .deleteSnapshot(let document, let revision, let continuation):
             run(continuation) { () throws(OpLogError) in try removeSnapshot(of: document, at: revision) }
-        case let .deleteDocument(document, continuation):
+        case .deleteDocument(let document, let continuation):
             run(continuation) { () throws(OpLogError) in try removeDocument(document) }
-        case let .checkpoint(continuation):
+        case .checkpoint(let continuation):
             run(continuation) { () throws(OpLogError) in try applyJournal() }
         case .append, .truncate, .close:
             assertionFailure("runExclusive given a request the writer loop handles itself")

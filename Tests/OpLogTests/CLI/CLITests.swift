@@ -37,7 +37,8 @@ import Testing
 
     @Test(.enabled(if: binary != nil, "needs the built oplog executable (swift build)"))
     func demoVerifyAndDamage() throws {
-        let dir = TemporaryDirectory("oplog-cli"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-cli")
+        defer { dir.remove() }
         let demo = try Self.run(["demo", "--store", dir.path, "--patches", "3000", "--snapshot-every", "1000"])
         #expect(demo.status == 0, "\(demo.output)")
         #expect(demo.output.contains("matches the session's final text"))
@@ -76,7 +77,8 @@ import Testing
     func mistakesGiveClearErrorsNotTrapsOrSilence() throws {
         // A store written by a longer session, a mistyped document ID, a test child's name: each a
         // clear message and a non-zero exit, never a trap or an empty success.
-        let dir = TemporaryDirectory("oplog-cli-mistakes"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-cli-mistakes")
+        defer { dir.remove() }
         #expect(try Self.run(["demo", "--store", dir.path, "--patches", "300", "--no-compaction"]).status == 0)
         let shorter = try Self.run(["demo", "--store", dir.path, "--patches", "100"], withErrors: true)
         #expect(shorter.status != 0 && shorter.output.contains("already holds 300 ops"), "\(shorter.output)")
@@ -94,17 +96,20 @@ import Testing
     @Test(.enabled(if: binary != nil, "needs the built oplog executable (swift build)"))
     func verifyWarnsAboutFilesOthersCanRead() throws {
         // The store is created owner-only; verify warns once a file is made readable by others.
-        let dir = TemporaryDirectory("oplog-cli-permissions"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-cli-permissions")
+        defer { dir.remove() }
         #expect(try Self.run(["demo", "--store", dir.path, "--patches", "50", "--no-compaction"]).status == 0)
         #expect(File.permissions(of: dir.path) == 0o700)
         for name in ["data.mdb", "lock.mdb", "journal", "oplog.lock"] {
-            #expect(File.permissions(of: dir.path + "/" + name) == 0o600, "\(name) is \(String(File.permissions(of: dir.path + "/" + name) ?? 0, radix: 8))")
+            #expect(
+                File.permissions(of: dir.path + "/" + name) == 0o600,
+                "\(name) is \(String(File.permissions(of: dir.path + "/" + name) ?? 0, radix: 8))")
         }
         let clean = try Self.run(["verify", "--store", dir.path])
         #expect(clean.status == 0 && !clean.output.contains("WARNING"), "\(clean.output)")
         try File.setPermissions(dir.path + "/data.mdb", 0o644)
         let warned = try Self.run(["verify", "--store", dir.path])
-        #expect(warned.status == 0 && warned.output.contains("WARNING \(dir.path)/data.mdb is accessible to other users"), "\(warned.output)")
+        #expect(
+            warned.status == 0 && warned.output.contains("WARNING \(dir.path)/data.mdb is accessible to other users"), "\(warned.output)")
     }
 }
-

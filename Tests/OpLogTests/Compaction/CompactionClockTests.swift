@@ -1,7 +1,7 @@
 import Foundation
 import OpLog
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: the scheduler's time-bound behaviour follows the store's clock exactly, with no real
@@ -23,7 +23,8 @@ import Testing
     }
 
     @Test func theAgeTriggerFiresWhenTheClockPassesIt() async throws {
-        let dir = TemporaryDirectory("oplog-age"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-age")
+        defer { dir.remove() }
         let clock = ManualClock(startingAt: Self.start)
         let store = try Self.setUp(dir.path, clock)
         var policy = CompactionPolicy()
@@ -48,7 +49,8 @@ import Testing
     @Test func keepMillisecondsHoldsTruncationUntilTheOpsAreOldEnough() async throws {
         // Method: snapshots every 2 ops, keepOps 0, keepMilliseconds 1 hour: nothing is truncated
         // until the clock is one hour past the ops the floor would drop, then it is.
-        let dir = TemporaryDirectory("oplog-keep"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-keep")
+        defer { dir.remove() }
         let clock = ManualClock(startingAt: Self.start)
         let store = try Self.setUp(dir.path, clock)
         var policy = CompactionPolicy()
@@ -73,7 +75,8 @@ import Testing
     @Test func aFailedDocumentIsRetriedWhenTheClockSaysSo() async throws {
         // Method: a reducer that rejects the payload; the document fails once, is left alone for
         // retryAfterFailureMilliseconds of clock time, then tried (and fails) again.
-        let dir = TemporaryDirectory("oplog-retry"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-retry")
+        defer { dir.remove() }
         let clock = ManualClock(startingAt: Self.start)
         let store = try Self.setUp(dir.path, clock)
         var policy = CompactionPolicy()

@@ -1,8 +1,8 @@
 import Foundation
 import OpLog
 import OpLogStorage
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: the compaction scheduler keeps every document replayable while it snapshots and truncates
@@ -20,7 +20,8 @@ import Testing
         // aggressive scheduler runs; 20 random revisions are replayed shortly after they were
         // written (while compaction moves the floor behind them) against text computed here.
         if tracesDirectory() == nil { print("TraceTests: ../shared/traces not found; using a generated session") }
-        let dir = TemporaryDirectory("oplog-compaction"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-compaction")
+        defer { dir.remove() }
         var policy = CompactionPolicy()
         policy.snapshotEveryOps = 1_000
         policy.keepOps = 100
@@ -49,10 +50,15 @@ import Testing
                     index += count
                     for (revision, expected) in pending where UInt64(index) >= revision + 50 {
                         do {
-                            #expect(try store.replay(document, to: revision, with: TextReducer()).state.text == expected, "\(trace.name) at \(revision)")
+                            #expect(
+                                try store.replay(document, to: revision, with: TextReducer()).state.text == expected,
+                                "\(trace.name) at \(revision)")
                         } catch {
                             let info = try store.info(of: document)
-                            Issue.record("\(trace.name) at \(revision) (appended \(index), head \(info?.head ?? 0), floor \(info?.floor ?? 0), snapshots \(info?.snapshots.map(\.revision) ?? [])): \(error)")
+                            Issue.record(
+                                Comment(rawValue: "\(trace.name) at \(revision) (appended \(index), head \(info?.head ?? 0), floor "
+                                    + "\(info?.floor ?? 0), snapshots \(info?.snapshots.map(\.revision) ?? [])): \(error)")
+                            )
                         }
                     }
                     pending.removeAll { UInt64(index) >= $0.0 + 50 }
@@ -62,7 +68,9 @@ import Testing
                 #expect(final == trace.endContent ?? text.text, "\(trace.name): final replay differs")
                 await #expect(try store.verifySnapshots(of: document, with: TextReducer()).isEmpty)
                 let info = try #require(try store.info(of: document))
-                #expect(info.floor > 1 && info.snapshots.count <= policy.keepSnapshots + 1, "\(trace.name): floor \(info.floor), \(info.snapshots.count) snapshots")
+                #expect(
+                    info.floor > 1 && info.snapshots.count <= policy.keepSnapshots + 1,
+                    "\(trace.name): floor \(info.floor), \(info.snapshots.count) snapshots")
             }
             await scheduler.stop()
             let statistics = scheduler.statistics
@@ -77,7 +85,8 @@ import Testing
         // without the traces) starting from the real text at that point, take 250 ops per round for
         // 16 rounds with the scheduler keeping ~500 ops each and a dedupe window of 1,000 ops. File
         // sizes (data file and journal) are read after each round's checkpoint.
-        let dir = TemporaryDirectory("oplog-steady"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-steady")
+        defer { dir.remove() }
         var options = testOptions()
         options.dedupeWindowOps = 1_000
         var policy = CompactionPolicy()
@@ -87,7 +96,8 @@ import Testing
         let documents = 16
         let rounds = 16
         let perRound = 250
-        let trace = try tracesDirectory().map { try EditingTrace.load(path: "\($0)/automerge-paper.json.gz") }
+        let trace =
+            try tracesDirectory().map { try EditingTrace.load(path: "\($0)/automerge-paper.json.gz") }
             ?? EditingTrace.generated(seed: 8, patchCount: 120_000, computeEndContent: false)
         // Each document starts with one op inserting the trace's text at its window's start.
         var windows: [[TextPatch]] = []
@@ -95,7 +105,8 @@ import Testing
         let stride = (trace.patches.count - rounds * perRound) / documents
         for (index, patch) in trace.patches.enumerated() {
             if index % stride == 0 && windows.count < documents {
-                windows.append([TextPatch(position: 0, deleted: 0, inserted: text.text)] + trace.patches[index..<(index + rounds * perRound)])
+                windows.append(
+                    [TextPatch(position: 0, deleted: 0, inserted: text.text)] + trace.patches[index..<(index + rounds * perRound)])
             }
             try text.apply(patch)
         }
@@ -109,7 +120,11 @@ import Testing
                     for document in 0..<documents {
                         let first = round * perRound + step * 10 + (round == 0 && step == 0 ? 0 : 1)
                         let last = round * perRound + step * 10 + 10
-                        let ops = (first...last).map { NewOp(opID: OpID(high: UInt64(document), low: UInt64($0)), author: [2], payload: windows[document][$0].jsonBytes()) }
+                        let ops = (first...last).map {
+                            NewOp(
+                                opID: OpID(high: UInt64(document), low: UInt64($0)), author: [2], payload: windows[document][$0].jsonBytes()
+                            )
+                        }
                         _ = try await store.append(ops, to: try DocumentID("steady-\(document)"))
                     }
                 }
@@ -125,7 +140,10 @@ import Testing
         }
         let half = sizes[sizes.count / 2 - 1]
         let growth = Double(sizes.last! - half) / Double(half)
-        print("steady state: file sizes \(sizes), growth over the second half \(String(format: "%.1f", growth * 100))%, retained \(usage.total) bytes (\(usage)), ratio \(String(format: "%.2f", Double(sizes.last!) / Double(usage.total)))")
+        print(
+            "steady state: file sizes \(sizes), growth over the second half \(String(format: "%.1f", growth * 100))%, retained "
+                + "\(usage.total) bytes (\(usage)), ratio \(String(format: "%.2f", Double(sizes.last!) / Double(usage.total)))"
+        )
         #expect(growth < 0.05, "files grew \(Int(growth * 100))% over the second half: \(sizes)")
         #expect(Double(sizes.last!) <= 3 * Double(usage.total), "files \(sizes.last!) bytes for \(usage.total) retained")
     }

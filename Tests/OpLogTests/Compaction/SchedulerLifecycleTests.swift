@@ -1,10 +1,10 @@
 import Foundation
 import Logging
-import ServiceLifecycle
 import OpLog
-import OpLogText
-import Synchronization
 import OpLogTestSupport
+import OpLogText
+import ServiceLifecycle
+import Synchronization
 import Testing
 
 /// Goal: the compaction scheduler's lifecycle never hangs, whatever fails.
@@ -15,8 +15,14 @@ import Testing
         let outcome = FirstOutcome()
         return await withCheckedContinuation { continuation in
             outcome.set(continuation)
-            Task { await body(); outcome.finish(true) }
-            Task { try? await Task.sleep(for: .seconds(seconds)); outcome.finish(false) }
+            Task {
+                await body()
+                outcome.finish(true)
+            }
+            Task {
+                try? await Task.sleep(for: .seconds(seconds))
+                outcome.finish(false)
+            }
         }
     }
 
@@ -30,7 +36,8 @@ import Testing
     @Test func stopReturnsAfterAFailedStart() async throws {
         // Method: the store is closed before start(), so start()'s scan of existing documents
         // throws; stop() must then return (it used to wait for a thread that never started).
-        let dir = TemporaryDirectory("oplog-scheduler-start"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-scheduler-start")
+        defer { dir.remove() }
         let store = try await OpLogStore.open(directory: dir.path, options: testOptions())
         _ = try await store.append([op(1)], to: doc("a"))
         let scheduler = try CompactionScheduler(store: store, policy: CompactionPolicy(), reducer: TextReducer())
@@ -43,7 +50,8 @@ import Testing
     @Test func aServiceGroupRunsTheSchedulerAndShutsItDownGracefully() async throws {
         // Method: the scheduler runs as a service next to nothing else; it compacts what is due,
         // then graceful shutdown ends its run() after the step in progress, within the bound.
-        let dir = TemporaryDirectory("oplog-scheduler-service"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-scheduler-service")
+        defer { dir.remove() }
         let store = try await OpLogStore.open(directory: dir.path, options: testOptions())
         var policy = CompactionPolicy()
         policy.snapshotEveryOps = 2
@@ -51,8 +59,11 @@ import Testing
         let group = ServiceGroup(configuration: .init(services: [scheduler], logger: Logger(label: "test")))
         let running = Task { try await group.run() }
         let patch = TextPatch(position: 0, deleted: 0, inserted: "x").jsonBytes()
-        _ = try await store.append([NewOp(opID: OpID(high: 1, low: 1), author: [], payload: patch),
-                                    NewOp(opID: OpID(high: 1, low: 2), author: [], payload: patch)], to: doc("d"))
+        _ = try await store.append(
+            [
+                NewOp(opID: OpID(high: 1, low: 1), author: [], payload: patch),
+                NewOp(opID: OpID(high: 1, low: 2), author: [], payload: patch),
+            ], to: doc("d"))
         try await waitUntil("the service's first snapshot") { try !store.snapshots(of: doc("d")).isEmpty }
         await group.triggerGracefulShutdown()
         let ended = await Self.completes(within: Int(hangBoundSeconds)) { _ = try? await running.value }
@@ -62,4 +73,3 @@ import Testing
         try await store.close()
     }
 }
-

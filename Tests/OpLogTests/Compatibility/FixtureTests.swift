@@ -1,8 +1,8 @@
 import Crypto
 import Foundation
 import OpLog
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: every store a released format wrote still opens with the current code and reads exactly
@@ -73,7 +73,9 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: fixture + "/store").sorted()
         #expect(files == manifest.files.keys.sorted(), "\(name): the fixture's files differ from its manifest")
         for (file, digest) in manifest.files {
-            #expect(try sha256(file: fixture + "/store/" + file) == digest, "\(name)/store/\(file) changed: fixtures are immutable; add a new version instead")
+            #expect(
+                try sha256(file: fixture + "/store/" + file) == digest,
+                "\(name)/store/\(file) changed: fixtures are immutable; add a new version instead")
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for file in files { try FileManager.default.copyItem(atPath: fixture + "/store/" + file, toPath: directory + "/" + file) }
@@ -91,7 +93,8 @@ import Testing
         // The clock stands where it stood when the fixture was written, on every date.
         let manifest = try Self.manifest(name)
         let clock = ManualClock(startingAt: manifest.writtenAtMilliseconds)
-        let dir = TemporaryDirectory("oplog-fixture-\(name)"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-fixture-\(name)")
+        defer { dir.remove() }
         try Self.copyFixture(name, manifest, to: dir.path)
 
         let reader = try await OpLogStore.open(directory: dir.path, options: Self.options(clock: clock, readOnly: true))
@@ -104,7 +107,9 @@ import Testing
             for retry in manifest.retries {
                 let id = try Self.opID(hex: retry.opID)
                 let result = try await store.append([NewOp(opID: id, author: [], payload: [])], to: try DocumentID(retry.document))
-                #expect(result == AppendResult(revisions: [retry.revision], wasRetry: true), "\(name): retry of \(retry.opID) in \(retry.document)")
+                #expect(
+                    result == AppendResult(revisions: [retry.revision], wasRetry: true),
+                    "\(name): retry of \(retry.opID) in \(retry.document)")
             }
         }
         try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
@@ -121,13 +126,16 @@ import Testing
         // a plain retry is then a new op, while a retry that names its base revision stays exact.
         let manifest = try Self.manifest(name)
         let clock = ManualClock(startingAt: manifest.writtenAtMilliseconds + 3 * 365 * 86_400_000)
-        let dir = TemporaryDirectory("oplog-fixture-late-\(name)"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-fixture-late-\(name)")
+        defer { dir.remove() }
         try Self.copyFixture(name, manifest, to: dir.path)
         try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
             try Self.check(store, manifest, label: "\(name) 3 years later")
             for retry in manifest.retries {
-                let result = try await store.append([NewOp(opID: try Self.opID(hex: retry.opID), author: [], payload: [])], to: try DocumentID(retry.document))
-                #expect(result == AppendResult(revisions: [retry.revision], wasRetry: true), "\(name): retry of \(retry.opID) 3 years later")
+                let result = try await store.append(
+                    [NewOp(opID: try Self.opID(hex: retry.opID), author: [], payload: [])], to: try DocumentID(retry.document))
+                #expect(
+                    result == AppendResult(revisions: [retry.revision], wasRetry: true), "\(name): retry of \(retry.opID) 3 years later")
             }
             for retry in manifest.retries {
                 let document = try DocumentID(retry.document)
@@ -138,18 +146,24 @@ import Testing
                 let based = try await store.append([NewOp(opID: id, author: [], payload: fresh)], to: document, basedOn: retry.revision - 1)
                 #expect(based == AppendResult(revisions: [retry.revision], wasRetry: true), "\(name): based-on retry of \(retry.opID)")
                 let plain = try await store.append([NewOp(opID: id, author: [], payload: fresh)], to: document)
-                #expect(plain == AppendResult(revisions: [head + 2], wasRetry: false), "\(name): \(retry.opID) is outside the window after a new op")
+                #expect(
+                    plain == AppendResult(revisions: [head + 2], wasRetry: false),
+                    "\(name): \(retry.opID) is outside the window after a new op")
             }
             await #expect(try store.verify().isClean)
         }
     }
 
     static func check(_ store: OpLogStore, _ manifest: Manifest, label: String) throws {
-        #expect(try store.documents().map(\.description) == manifest.documents.map(\.id).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }, "\(label): documents")
+        #expect(
+            try store.documents().map(\.description)
+                == manifest.documents.map(\.id).sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }, "\(label): documents")
         for expected in manifest.documents {
             let document = try DocumentID(expected.id)
             let info = try #require(try store.info(of: document), "\(label): \(expected.id) is missing")
-            #expect(info.head == expected.head && info.floor == expected.floor, "\(label): \(expected.id) head \(info.head) floor \(info.floor)")
+            #expect(
+                info.head == expected.head && info.floor == expected.floor, "\(label): \(expected.id) head \(info.head) floor \(info.floor)"
+            )
             #expect(info.snapshots.map(\.revision) == expected.snapshots, "\(label): \(expected.id) snapshots")
             for (revision, digest) in expected.replays {
                 let text = try store.replay(document, to: Revision(revision), with: TextReducer()).state.text
@@ -160,13 +174,15 @@ import Testing
 
     // MARK: - Writing a fixture
 
-    @Test(.enabled(if: ProcessInfo.processInfo.environment["OPLOG_WRITE_FIXTURE"] != nil, "set OPLOG_WRITE_FIXTURE=v<N> to write a fixture"))
+    @Test(
+        .enabled(if: ProcessInfo.processInfo.environment["OPLOG_WRITE_FIXTURE"] != nil, "set OPLOG_WRITE_FIXTURE=v<N> to write a fixture"))
     func writeFixture() async throws {
         let name = try #require(ProcessInfo.processInfo.environment["OPLOG_WRITE_FIXTURE"])
         let fixture = Self.fixturesDirectory + "/" + name
         #expect(!FileManager.default.fileExists(atPath: fixture), "\(fixture) exists: fixtures are never rewritten")
         guard !FileManager.default.fileExists(atPath: fixture) else { return }
-        let work = TemporaryDirectory("oplog-fixture-work"); defer { work.remove() }
+        let work = TemporaryDirectory("oplog-fixture-work")
+        defer { work.remove() }
         let manifest = try await Self.writeStore(work.path, copyTo: fixture + "/store")
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -184,7 +200,8 @@ import Testing
     static func opID(hex: String) throws -> OpID {
         let digits = Array(hex.utf8)
         let bytes = try stride(from: 0, to: digits.count, by: 2).map { index in
-            try #require(UInt8(String(decoding: digits[index..<min(index + 2, digits.count)], as: UTF8.self), radix: 16), "bad op ID \(hex)")
+            try #require(
+                UInt8(String(decoding: digits[index..<min(index + 2, digits.count)], as: UTF8.self), radix: 16), "bad op ID \(hex)")
         }
         return try OpID(bytes: bytes)
     }
@@ -192,7 +209,11 @@ import Testing
     static func opID(_ document: String, _ index: Int) -> OpID { CrashTests.opID(document: document, patchIndex: index) }
 
     static func ops(_ document: String, _ session: EditingTrace, _ range: Range<Int>) -> [NewOp] {
-        range.map { NewOp(opID: opID(document, $0), author: Array("fixture".utf8), clientTimeMilliseconds: 1_700_000_000_000 + Int64($0), payload: session.patches[$0].jsonBytes()) }
+        range.map {
+            NewOp(
+                opID: opID(document, $0), author: Array("fixture".utf8), clientTimeMilliseconds: 1_700_000_000_000 + Int64($0),
+                payload: session.patches[$0].jsonBytes())
+        }
     }
 
     static func text(_ session: EditingTrace, upTo revision: Revision) throws -> String {
@@ -211,11 +232,14 @@ import Testing
         let b = EditingTrace.generated(seed: 32, patchCount: 600, computeEndContent: false)
         let u = EditingTrace.generated(seed: 33, patchCount: 200, computeEndContent: false)
         let j = EditingTrace.generated(seed: 34, patchCount: 50, computeEndContent: false)
-        let (idA, idB, idU, idJ) = (try DocumentID("text-a"), try DocumentID("text-b"), try DocumentID("ünïcode/é"), try DocumentID("journal-only"))
+        let (idA, idB, idU, idJ) = (
+            try DocumentID("text-a"), try DocumentID("text-b"), try DocumentID("ünïcode/é"), try DocumentID("journal-only")
+        )
         try await withStore(directory, options: options) { store async throws in
             for start in stride(from: 0, to: 3_000, by: 25) { _ = try await store.append(ops("text-a", a, start..<(start + 25)), to: idA) }
             for revision: Revision in [1_000, 2_000] {
-                try await store.putSnapshot(TextReducer().encode(store.replay(idA, to: revision, with: TextReducer()).state), of: idA, at: revision)
+                try await store.putSnapshot(
+                    TextReducer().encode(store.replay(idA, to: revision, with: TextReducer()).state), of: idA, at: revision)
             }
             try await store.truncate(idA, below: 2_001)
             for index in 0..<600 { _ = try await store.append(ops("text-b", b, index..<(index + 1)), to: idB) }
@@ -248,7 +272,9 @@ import Testing
             formatVersion: 1, writtenBy: "OpLog format 1 (FixtureTests.writeStore)", writtenAtMilliseconds: writtenAt, files: files,
             documents: [
                 .init(id: "journal-only", head: 50, floor: 1, snapshots: [], replays: try replays(j, [1, 50])),
-                .init(id: "text-a", head: 3_300, floor: 2_001, snapshots: [1_000, 2_000], replays: try replays(a, [2_000, 2_500, 3_000, 3_300])),
+                .init(
+                    id: "text-a", head: 3_300, floor: 2_001, snapshots: [1_000, 2_000],
+                    replays: try replays(a, [2_000, 2_500, 3_000, 3_300])),
                 .init(id: "text-b", head: 600, floor: 301, snapshots: [300], replays: try replays(b, [300, 301, 600])),
                 .init(id: "ünïcode/é", head: 200, floor: 1, snapshots: [], replays: try replays(u, [1, 100, 200])),
             ],
@@ -257,6 +283,11 @@ import Testing
                 .init(document: "text-a", opID: opID("text-a", 3_100).description, revision: 3_101),
                 .init(document: "text-b", opID: opID("text-b", 10).description, revision: 11),
             ],
-            notes: "text-a: chunks 2001...3000 applied, 3001...3300 in the journal, snapshots 1000 and 2000, ops 1...2000 truncated into dedupe records. text-b: 600 single-op appends applied, snapshot 300 and a truncation below 301 in the journal. ünïcode/é: one 200-op append. journal-only: exists only in the journal. deleted: created and deleted.")
+            notes:
+                "text-a: chunks 2001...3000 applied, 3001...3300 in the journal, snapshots 1000 and 2000, ops 1...2000 "
+                    + "truncated into dedupe records. text-b: 600 single-op appends applied, snapshot 300 and a truncation "
+                        + "below 301 in the journal. ünïcode/é: one 200-op append. journal-only: exists only in the journal. "
+                            + "deleted: created and deleted."
+        )
     }
 }

@@ -17,18 +17,20 @@ import Testing
     }
 
     func isCorruption(_ error: any Error, area: String, document: String, revision: UInt64? = nil) -> Bool {
-        guard case let .corruption(location, _) = error as? OpLogError else { return false }
+        guard case .corruption(let location, _) = error as? OpLogError else { return false }
         return location.area == area && location.document?.value == document && (revision == nil || location.revision == revision)
     }
 
     @Test func flippedBytesInEveryRecordAreReported() async throws {
         // Every byte position of the op chunk's frame, one at a time (a sample for long records).
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await makeStore(dir)
         let (key, original) = try withRawLMDB(dir.path) { env, dbs in
             try env.read { txn in try txn.withCursor(dbs["ops"]!) { try $0.first()! } }
         }.asTuple
-        let positions = Array(Set(stride(from: 0, to: original.count, by: max(1, original.count / 64)) + [0, 1, 4, 8, 12, 15, 16, original.count - 1]))
+        let positions = Array(
+            Set(stride(from: 0, to: original.count, by: max(1, original.count / 64)) + [0, 1, 4, 8, 12, 15, 16, original.count - 1]))
         var options = testOptions()
         options.readOnly = true
         for position in positions.sorted() {
@@ -36,7 +38,8 @@ import Testing
             damaged[position] ^= 0x40
             try withRawLMDB(dir.path) { env, dbs in try env.write { txn in try txn.put(dbs["ops"]!, key: key, value: damaged) } }
             let store = try await OpLogStore.open(directory: dir.path, options: options)
-            #expect(performing: { try store.ops(of: doc("d"), from: 1) }, throws: { isCorruption($0, area: "ops", document: "d", revision: 1) })
+            #expect(
+                performing: { try store.ops(of: doc("d"), from: 1) }, throws: { isCorruption($0, area: "ops", document: "d", revision: 1) })
             let report = try await store.verify()
             #expect(report.problems.contains { $0.location.area == "ops" && $0.location.document?.value == "d" }, "byte \(position)")
             try await store.close()
@@ -49,7 +52,8 @@ import Testing
     }
 
     @Test func recordUnderTheWrongKeyIsReported() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await makeStore(dir)
         // Move the snapshot to another revision's key: the bytes are intact, the identity is not.
         try withRawLMDB(dir.path) { env, dbs in
@@ -64,13 +68,15 @@ import Testing
         var options = testOptions()
         options.readOnly = true
         let store = try await OpLogStore.open(directory: dir.path, options: options)
-        #expect(performing: { try store.snapshot(of: doc("d")) }, throws: { isCorruption($0, area: "snapshots", document: "d", revision: 101) })
+        #expect(
+            performing: { try store.snapshot(of: doc("d")) }, throws: { isCorruption($0, area: "snapshots", document: "d", revision: 101) })
         await #expect(try !store.verify().isClean)
         try await store.close()
     }
 
     @Test func damagedDocumentRecordAndJournal() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await makeStore(dir)
         try withRawLMDB(dir.path) { env, dbs in
             try env.write { txn in
@@ -88,8 +94,10 @@ import Testing
 
         // A flipped byte inside an acknowledged journal record followed by more records is
         // corruption, not a torn tail.
-        let journalDir = TemporaryDirectory(); defer { journalDir.remove() }
-        let copy = TemporaryDirectory(); defer { copy.remove() }
+        let journalDir = TemporaryDirectory()
+        defer { journalDir.remove() }
+        let copy = TemporaryDirectory()
+        defer { copy.remove() }
         try await withStore(journalDir.path) { store async throws in
             for index in 1...3 { _ = try await store.append([op(UInt64(index), "p\(index)")], to: doc("j")) }
             try FileManager.default.copyItem(atPath: journalDir.path, toPath: copy.path)
@@ -99,7 +107,7 @@ import Testing
         bytes[32 + 30] ^= 0xFF
         try Data(bytes).write(to: URL(fileURLWithPath: journalPath))
         #expect { try OpLogStore.open(directory: copy.path, options: testOptions(durability: .full)) } throws: { error in
-            guard case let .corruption(location, _) = error as? OpLogError else { return false }
+            guard case .corruption(let location, _) = error as? OpLogError else { return false }
             return location.area == "journal"
         }
         // In a mode that does not sync every append, the same damage only ends the journal there.
@@ -109,8 +117,10 @@ import Testing
     }
 
     @Test func tornJournalTailIsDroppedAndLostCommitsAreDetected() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
-        let copy = TemporaryDirectory(); defer { copy.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let copy = TemporaryDirectory()
+        defer { copy.remove() }
         try await withStore(dir.path) { store async throws in
             _ = try await store.append([op(1)], to: doc("t"))
             _ = try await store.append([op(2)], to: doc("t"))
@@ -126,7 +136,8 @@ import Testing
             #expect(try await store.append([op(2)], to: doc("t")).revisions == [2])
         }
         // A journal whose base is past LMDB's applied sequence means LMDB lost commits.
-        let lost = TemporaryDirectory(); defer { lost.remove() }
+        let lost = TemporaryDirectory()
+        defer { lost.remove() }
         try await withStore(lost.path) { store async throws in _ = try await store.append([op(1)], to: doc("t")) }
         var header = try [UInt8](Data(contentsOf: URL(fileURLWithPath: lost.path + "/journal")))
         header[16] &+= 5
@@ -134,7 +145,7 @@ import Testing
         for index in 0..<4 { header[24 + index] = UInt8(truncatingIfNeeded: crc >> (8 * index)) }
         try Data(header).write(to: URL(fileURLWithPath: lost.path + "/journal"))
         #expect { try OpLogStore.open(directory: lost.path, options: testOptions()) } throws: { error in
-            guard case let .corruption(location, detail) = error as? OpLogError else { return false }
+            guard case .corruption(let location, let detail) = error as? OpLogError else { return false }
             return location.area == "lmdb" && detail.contains("lost committed transactions")
         }
     }

@@ -1,8 +1,8 @@
 import Foundation
 import OpLog
 import OpLogStorage
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// The store the damage tests copy and damage: every kind of record, in LMDB only (empty journal).
@@ -33,12 +33,15 @@ enum DamageTemplate {
         options.mapSizeInitialBytes = 4 << 20
         try await withStore(directory, options: options) { store async throws in
             for (index, spec) in mainDocuments.enumerated() where spec.name != "big" {
-                try await fill(store, spec.name, seed: UInt64(index + 1), count: spec.count, snapshots: spec.snapshots, appendSize: 5, checkpointEvery: 100)
+                try await fill(
+                    store, spec.name, seed: UInt64(index + 1), count: spec.count, snapshots: spec.snapshots, appendSize: 5,
+                    checkpointEvery: 100)
                 if spec.floor > 1 { try await store.truncate(doc(spec.name), below: Revision(spec.floor)) }
             }
             try await fillLarge(store)
             for index in 0..<smallDocuments {
-                try await fill(store, smallName(index), seed: UInt64(100 + index), count: 6, snapshots: [], appendSize: 3, checkpointEvery: 3)
+                try await fill(
+                    store, smallName(index), seed: UInt64(100 + index), count: 6, snapshots: [], appendSize: 3, checkpointEvery: 3)
             }
             try await store.checkpoint()
         }
@@ -50,7 +53,9 @@ enum DamageTemplate {
         var random = SplitMix64(seed: 77)
         var text = TextBuffer()
         let patches = (0..<4).map { _ in
-            TextPatch(position: 0, deleted: 0, inserted: (0..<375).map { _ in String(random.next(), radix: 16) }.joined().prefix(3_000).description)
+            TextPatch(
+                position: 0, deleted: 0,
+                inserted: (0..<375).map { _ in String(random.next(), radix: 16) }.joined().prefix(3_000).description)
         }
         let ops = patches.enumerated().map { NewOp(opID: opID("big", $0.offset), author: [], payload: $0.element.jsonBytes()) }
         _ = try await store.append(ops, to: doc("big"))
@@ -59,13 +64,19 @@ enum DamageTemplate {
         try await store.putSnapshot(Array(text.text.utf8), of: doc("big"), at: 4)
     }
 
-    private static func fill(_ store: OpLogStore, _ name: String, seed: UInt64, count: Int, snapshots: [Int], appendSize: Int, checkpointEvery: Int) async throws {
+    private static func fill(
+        _ store: OpLogStore, _ name: String, seed: UInt64, count: Int, snapshots: [Int], appendSize: Int, checkpointEvery: Int
+    ) async throws {
         let session = EditingTrace.generated(seed: seed, patchCount: count, computeEndContent: false)
         var text = TextBuffer()
         var revision = 0
         while revision < count {
             let next = min(count, revision + appendSize)
-            let ops = (revision..<next).map { NewOp(opID: opID(name, $0), author: Array("w\($0 % 3)".utf8), clientTimeMilliseconds: $0 % 2 == 0 ? 1_700_000_000_000 : nil, payload: session.patches[$0].jsonBytes()) }
+            let ops = (revision..<next).map {
+                NewOp(
+                    opID: opID(name, $0), author: Array("w\($0 % 3)".utf8), clientTimeMilliseconds: $0 % 2 == 0 ? 1_700_000_000_000 : nil,
+                    payload: session.patches[$0].jsonBytes())
+            }
             _ = try await store.append(ops, to: doc(name))
             for index in revision..<next { try text.apply(session.patches[index]) }
             revision = next
@@ -87,4 +98,3 @@ enum DamageTemplate {
 func testSeed() -> UInt64 {
     ProcessInfo.processInfo.environment["OPLOG_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
 }
-

@@ -1,8 +1,8 @@
 import Foundation
 import OpLog
 import OpLogStorage
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: one changed byte in any stored record (value or key) never yields wrong data: every read
@@ -34,10 +34,13 @@ import Testing
         let seed = testSeed()
         let flips = longTests ? 5_000 : 400
         print("record damage: seed \(seed) (OPLOG_SEED=\(seed) repeats it), \(flips) flips")
-        let template = TemporaryDirectory("oplog-record-damage"); defer { template.remove() }
+        let template = TemporaryDirectory("oplog-record-damage")
+        defer { template.remove() }
         try await DamageTemplate.build(template.path, smallDocuments: Self.smallDocuments)
         let expected = try await Self.readEverything(template.path, writable: true)
-        #expect(expected.values.allSatisfy { (try? $0.get()) != nil }, "the template reads with errors: \(expected.filter { (try? $0.value.get()) == nil })")
+        #expect(
+            expected.values.allSatisfy { (try? $0.get()) != nil },
+            "the template reads with errors: \(expected.filter { (try? $0.value.get()) == nil })")
         let records = try Self.allRecords(template.path)
         #expect(Set(records.map(\.database)) == Set(StoreTables.names), "the template lacks a kind of record")
         var random = SplitMix64(seed: seed)
@@ -52,7 +55,8 @@ import Testing
             } else {
                 damaged.value[Int(random.next() % UInt64(damaged.value.count))] ^= mask
             }
-            let work = TemporaryDirectory("oplog-record-flip"); defer { work.remove() }
+            let work = TemporaryDirectory("oplog-record-flip")
+            defer { work.remove() }
             try DamageTemplate.copy(template.path, to: work.path)
             try withRawLMDB(work.path) { environment, databases in
                 try environment.write { txn in
@@ -60,17 +64,26 @@ import Testing
                     try txn.put(databases[record.database]!, key: damaged.key, value: damaged.value)
                 }
             }
-            let context = "seed \(seed) flip \(flip): \(inKey ? "key" : "value") of \(record.database) record \(Self.describeKey(record.key))"
-            try await examine(work.path, record: record, damaged: damaged, inKey: inKey, expected: expected, figures: &figures, context: context)
+            let context =
+                "seed \(seed) flip \(flip): \(inKey ? "key" : "value") of \(record.database) record \(Self.describeKey(record.key))"
+            try await examine(
+                work.path, record: record, damaged: damaged, inKey: inKey, expected: expected, figures: &figures, context: context)
         }
-        print("record damage: \(figures.flips) flips (\(figures.valueFlips) in values, \(figures.keyFlips) in keys): \(figures.reportedByRead) reported by a read, \(figures.reportedByVerifyOnly) by verify only, \(figures.vanished.values.reduce(0, +)) vanished records (key moved; reported by verify only; by database \(figures.vanished.sorted { $0.key < $1.key })), \(figures.noEffect) no effect")
+        print(
+            "record damage: \(figures.flips) flips (\(figures.valueFlips) in values, \(figures.keyFlips) in keys): "
+                + "\(figures.reportedByRead) reported by a read, \(figures.reportedByVerifyOnly) by verify only, "
+                    + "\(figures.vanished.values.reduce(0, +)) vanished records (key moved; reported by verify only; by "
+                        + "database \(figures.vanished.sorted { $0.key < $1.key })), \(figures.noEffect) no effect"
+        )
         #expect(figures.flips == flips)
     }
 
     /// Reads the damaged copy and classifies the flip; records an issue for any wrong answer not
     /// covered by the known vanished-record gap, and for any flip that nothing reports.
-    func examine(_ directory: String, record: Record, damaged: Record, inKey: Bool, expected: [String: Result<String, any Error>],
-                 figures: inout Figures, context: String) async throws {
+    func examine(
+        _ directory: String, record: Record, damaged: Record, inKey: Bool, expected: [String: Result<String, any Error>],
+        figures: inout Figures, context: String
+    ) async throws {
         figures.flips += 1
         if inKey { figures.keyFlips += 1 } else { figures.valueFlips += 1 }
         let writable = ["documents", "dedupe"].contains(record.database)
@@ -92,7 +105,10 @@ import Testing
             case .failure(let error) where Self.isCorruption(error):
                 corruptionSeen = true
             default:
-                let tolerated = movable && (name == "documents" || owners.contains(where: { name.split(separator: ":").dropFirst().first.map(String.init) == $0 }))
+                let tolerated =
+                    movable
+                    && (name == "documents"
+                        || owners.contains(where: { name.split(separator: ":").dropFirst().first.map(String.init) == $0 }))
                 if tolerated {
                     vanished = true
                 } else {
@@ -231,7 +247,9 @@ import Testing
     }
 
     static func describeKey(_ key: [UInt8]) -> String {
-        String(validating: key.prefix { $0 != 0 }, as: UTF8.self).map { "'\($0)'" + (key.count > $0.utf8.count ? " +\(key.count - $0.utf8.count) bytes" : "") }
+        String(validating: key.prefix { $0 != 0 }, as: UTF8.self).map {
+            "'\($0)'" + (key.count > $0.utf8.count ? " +\(key.count - $0.utf8.count) bytes" : "")
+        }
             ?? key.map { String($0, radix: 16) }.joined()
     }
 }

@@ -1,8 +1,8 @@
 import Foundation
 import OpLog
+import OpLogTestSupport
 import OpLogText
 import Synchronization
-import OpLogTestSupport
 import Testing
 
 /// Goal: a process killed at any moment (SIGKILL) while it appends from several tasks and the
@@ -19,7 +19,8 @@ import Testing
         let patchCount = 50_000
         let session = EditingTrace.generated(seed: 99, patchCount: patchCount, computeEndContent: false)
         let documents = (0..<4).map { "crash-\($0)" }
-        let dir = TemporaryDirectory("oplog-crash"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-crash")
+        defer { dir.remove() }
         var random = SplitMix64(seed: seed)
         var acknowledged: [String: Revision] = [:]
         var texts = documents.map { _ in TextBuffer() }
@@ -41,7 +42,9 @@ import Testing
                 let document = try DocumentID(name)
                 let info = try store.info(of: document)
                 let head = info?.head ?? 0
-                #expect(head >= acknowledged[name] ?? 0, "seed \(seed) kill \(kill): \(name) head \(head) < acknowledged \(acknowledged[name] ?? 0)")
+                #expect(
+                    head >= acknowledged[name] ?? 0,
+                    "seed \(seed) kill \(kill): \(name) head \(head) < acknowledged \(acknowledged[name] ?? 0)")
                 guard let info, head > 0 else { continue }
                 // Every retained op is the patch of its revision, with the op ID derived from it.
                 var next = info.floor

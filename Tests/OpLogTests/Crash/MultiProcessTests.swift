@@ -1,7 +1,7 @@
 import Foundation
 import OpLog
-import Synchronization
 import OpLogTestSupport
+import Synchronization
 import Testing
 
 /// Goal: other processes on a live store: a reader process sees every op acknowledged before it
@@ -54,7 +54,8 @@ import Testing
 
     @Test(.enabled(if: CLITests.testKit != nil, "needs the built oplog executable"))
     func readerProcessSeesAcknowledgedOpsAndSecondWriterIsRefused() async throws {
-        let dir = TemporaryDirectory("oplog-processes"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-processes")
+        defer { dir.remove() }
         let writer = try Child(["crash-child", "--store", dir.path, "--documents", "2", "--patches", "50000"])
         defer { writer.kill() }
         #expect(writer.waitFor { $0.count > 500 }, "the writer process acknowledged nothing")
@@ -63,7 +64,9 @@ import Testing
             var acknowledged: [String: Revision] = [:]
             for line in writer.lines {
                 let parts = line.split(separator: " ")
-                if parts.count == 3, let revision = Revision(parts[2]) { acknowledged[String(parts[1])] = max(acknowledged[String(parts[1])] ?? 0, revision) }
+                if parts.count == 3, let revision = Revision(parts[2]) {
+                    acknowledged[String(parts[1])] = max(acknowledged[String(parts[1])] ?? 0, revision)
+                }
             }
             var options = StoreOptions()
             options.readOnly = true
@@ -90,7 +93,8 @@ import Testing
 
     @Test(.enabled(if: CLITests.testKit != nil, "needs the built oplog executable"))
     func killedProcessReaderSlotIsCleared() async throws {
-        let dir = TemporaryDirectory("oplog-reader-slot"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-reader-slot")
+        defer { dir.remove() }
         try await withStore(dir.path) { store async throws in _ = try await store.append([op(1)], to: doc("d")) }
         // A process that stays keeps the environment open, so LMDB does not reset its reader table
         // at the next open (it does when no process has it open); the killed one leaves a slot.

@@ -1,7 +1,7 @@
 import Foundation
 import OpLog
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: when the file system (not the map limit) fills up, the writes that do not fit fail with
@@ -29,7 +29,9 @@ import Testing
         let mount = try SizeLimitedMount(megabytes: 8)
         defer { mount.unmount() }
         let filler = mount.path + "/filler"
-        #expect(FileManager.default.createFile(atPath: filler, contents: Data(repeating: 0xA5, count: 5 << 20)), "could not write the filler file")
+        #expect(
+            FileManager.default.createFile(atPath: filler, contents: Data(repeating: 0xA5, count: 5 << 20)),
+            "could not write the filler file")
         let storePath = mount.path + "/store"
         var options = StoreOptions()
         options.durability = .full
@@ -48,7 +50,8 @@ import Testing
                     refusedInARow = 0
                 } else {
                     if work.failedAppends.count == 1 {
-                        report.append("first refused append after \(work.acknowledgedOps) acknowledged ops (\(work.acknowledgedBytes) payload bytes)")
+                        report.append(
+                            "first refused append after \(work.acknowledgedOps) acknowledged ops (\(work.acknowledgedBytes) payload bytes)")
                     }
                     refusedInARow += 1
                 }
@@ -57,15 +60,18 @@ import Testing
                 if variant == .lmdbCommit && index % 8 == 0 { await work.checkpoint(store) }
             }
             #expect(refusedInARow == 5, "the file system never filled in \(index) appends")
-            report.append("filled after \(index) appends: \(work.acknowledgedOps) ops acknowledged, \(work.failedAppends.count) appends refused")
+            report.append(
+                "filled after \(index) appends: \(work.acknowledgedOps) ops acknowledged, \(work.failedAppends.count) appends refused")
             let lmdbFailures = work.failures.filter { $0.hasPrefix("checkpoint") || $0.hasPrefix("putSnapshot") }
             switch variant {
             case .journalWrite:
-                #expect(work.failures.contains { $0.hasPrefix("append") && $0.contains("journal record") },
-                        "no append failed on a journal write: \(work.failures)")
+                #expect(
+                    work.failures.contains { $0.hasPrefix("append") && $0.contains("journal record") },
+                    "no append failed on a journal write: \(work.failures)")
             case .lmdbCommit:
-                #expect(lmdbFailures.contains { $0.contains("LMDB commit") || $0.contains("journal could not be replaced") },
-                        "no checkpoint or snapshot put failed on an LMDB commit: \(work.failures)")
+                #expect(
+                    lmdbFailures.contains { $0.contains("LMDB commit") || $0.contains("journal could not be replaced") },
+                    "no checkpoint or snapshot put failed on an LMDB commit: \(work.failures)")
             }
 
             // Full: reads still serve everything acknowledged.
@@ -81,7 +87,8 @@ import Testing
             let failuresBefore = work.failures.count
             await work.snapshotAndTruncate(store, documents[0])
             await work.checkpoint(store)
-            #expect(work.failures.count == failuresBefore, "writes after freeing space failed: \(work.failures.suffix(from: failuresBefore))")
+            #expect(
+                work.failures.count == failuresBefore, "writes after freeing space failed: \(work.failures.suffix(from: failuresBefore))")
             report.append("after freeing space: \(resumed) of 20 appends, a snapshot, a truncation and a checkpoint succeeded")
             try work.check(store, "after freeing space")
         }
@@ -176,13 +183,15 @@ struct Workload {
     /// floor to head without gaps; every op read was acknowledged or belongs to a failed append,
     /// and each failed append is wholly present or wholly absent.
     func check(_ store: OpLogStore, _ context: String) throws {
-        let failedIDs = Dictionary(failedAppends.enumerated().flatMap { index, attempt in attempt.ops.map { ($0.opID, index) } },
-                                   uniquingKeysWith: { first, _ in first })
+        let failedIDs = Dictionary(
+            failedAppends.enumerated().flatMap { index, attempt in attempt.ops.map { ($0.opID, index) } },
+            uniquingKeysWith: { first, _ in first })
         for (document, head) in heads {
             let info = try #require(try store.info(of: document), "\(context): \(document) missing")
             let floor = floors[document, default: 1]
-            #expect(info.floor == floor || failedFloors[document, default: []].contains(info.floor),
-                    "\(context): \(document) floor \(info.floor), acknowledged \(floor)")
+            #expect(
+                info.floor == floor || failedFloors[document, default: []].contains(info.floor),
+                "\(context): \(document) floor \(info.floor), acknowledged \(floor)")
             #expect(info.head >= head, "\(context): \(document) head \(info.head) below acknowledged \(head)")
             var read: [StoredOp] = []
             while info.floor + UInt64(read.count) <= info.head {
@@ -194,8 +203,9 @@ struct Workload {
             var presentPerAttempt: [Int: Int] = [:]
             for op in read {
                 if let expected = acknowledged[document]?[op.revision] {
-                    #expect(op.opID == expected.opID && op.payload == expected.payload && op.author == expected.author,
-                            "\(context): \(document) revision \(op.revision) differs from what was acknowledged")
+                    #expect(
+                        op.opID == expected.opID && op.payload == expected.payload && op.author == expected.author,
+                        "\(context): \(document) revision \(op.revision) differs from what was acknowledged")
                 } else if let attempt = failedIDs[op.opID] {
                     presentPerAttempt[attempt, default: 0] += 1
                 } else {

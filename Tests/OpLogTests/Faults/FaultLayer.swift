@@ -1,8 +1,8 @@
 import Foundation
 import OpLog
 import OpLogStorage
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Running `oplog` children under the fault-injection layer (Sources/CFaultInjection) and reading
@@ -28,16 +28,20 @@ enum FaultLayer {
 
     /// Runs `oplog ARGUMENTS` with the layer tracking `directory`, logging to `scratch/log` and
     /// treating `scratch/marker` as the marker file. `failure` is an `OPLOG_FAULT_FAIL` value.
-    static func run(_ arguments: [String], directory: String, scratch: String, failure: String? = nil, armByMarker: Bool = false) throws -> ChildResult {
+    static func run(
+        _ arguments: [String], directory: String, scratch: String, failure: String? = nil, armByMarker: Bool = false
+    ) throws -> ChildResult {
         let preload: String = try #require(Self.library)
-        let result = try runProcess(try #require(CLITests.testKit), arguments, environment: [
-            "LD_PRELOAD": preload,
-            "OPLOG_FAULT_DIR": directory,
-            "OPLOG_FAULT_LOG": scratch + "/log",
-            "OPLOG_FAULT_MARKER": scratch + "/marker",
-            "OPLOG_FAULT_FAIL": failure,
-            "OPLOG_FAULT_ARM": armByMarker ? "marker" : nil,
-        ], timeoutSeconds: hangBoundSeconds, withErrors: false)
+        let result = try runProcess(
+            try #require(CLITests.testKit), arguments,
+            environment: [
+                "LD_PRELOAD": preload,
+                "OPLOG_FAULT_DIR": directory,
+                "OPLOG_FAULT_LOG": scratch + "/log",
+                "OPLOG_FAULT_MARKER": scratch + "/marker",
+                "OPLOG_FAULT_FAIL": failure,
+                "OPLOG_FAULT_ARM": armByMarker ? "marker" : nil,
+            ], timeoutSeconds: hangBoundSeconds, withErrors: false)
         let log = FileManager.default.contents(atPath: scratch + "/log").map { [UInt8]($0) } ?? []
         return ChildResult(status: result.status, exited: !result.signaled, output: result.output, log: log)
     }

@@ -1,8 +1,8 @@
 import Foundation
 import OpLog
 import OpLogStorage
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: a failing write or sync (EIO, ENOSPC) under the real LMDB and journal never crashes the
@@ -11,15 +11,17 @@ import Testing
 /// makes every later write call fail with `reopenRequired` until the store is reopened.
 ///
 /// Method (SQLite's I/O-error loop): `oplog-testkit fault-child` opens a prepared store, arms the fault layer,
-/// runs one operation (or opens a store whose journal holds unapplied acknowledged ops) with the Nth tracked write or sync failing, for N = 1, 2, … until the operation
+/// runs one operation (or opens a store whose journal holds unapplied acknowledged ops) with the Nth tracked write or sync failing, for
+/// N = 1, 2, … until the operation
 /// runs without reaching the Nth call; once with a single failure, once failing forever. The errno
 /// alternates between EIO and ENOSPC (both for every N with `OPLOG_LONG_TESTS=1`). After each run the
 /// test reopens the store without faults and checks it.
 @Suite(.serialized) struct IOFaultTests {
     static let callsMax = 400
 
-    @Test(.enabled(if: FaultLayer.available, "needs oplog and libOpLogFaultInjection.so (swift build)"),
-          arguments: ["append", "checkpoint", "close", "snapshot", "truncate", "recover"])
+    @Test(
+        .enabled(if: FaultLayer.available, "needs oplog and libOpLogFaultInjection.so (swift build)"),
+        arguments: ["append", "checkpoint", "close", "snapshot", "truncate", "recover"])
     func failingNthCall(operation: String) async throws {
         let started = Date()
         let template = TemporaryDirectory("oplog-fault-template")
@@ -29,7 +31,9 @@ import Testing
         }
         try await Self.prepare(template.path)
         if operation == "recover" {
-            let left = try CLITests.runTestKit(["fault-child", "--store", template.path, "--operation", "leave-unapplied", "--marker-file", template.path + ".marker"])
+            let left = try CLITests.runTestKit([
+                "fault-child", "--store", template.path, "--operation", "leave-unapplied", "--marker-file", template.path + ".marker",
+            ])
             try #require(left.output.contains("result ok"), "could not leave unapplied ops: \(left.output)")
         }
         var injected = 0
@@ -52,7 +56,10 @@ import Testing
             #expect(call <= Self.callsMax, "\(operation) still reached call \(Self.callsMax)")
             callsReached[mode] = call - 1
         }
-        print("I/O faults [\(operation)]: \(injected) faults injected over \(runs) runs; the operation makes \(callsReached["once"] ?? 0) tracked writes and syncs; \(String(format: "%.1f", Date().timeIntervalSince(started))) s")
+        print(
+            "I/O faults [\(operation)]: \(injected) faults injected over \(runs) runs; the operation makes "
+                + "\(callsReached["once"] ?? 0) tracked writes and syncs; \(String(format: "%.1f", Date().timeIntervalSince(started))) s"
+        )
         #expect(injected > 0, "no fault was injected: the layer did not see the store's calls")
     }
 
@@ -68,15 +75,18 @@ import Testing
 
     /// One run; returns how many faults the layer injected.
     func runOnce(_ operation: String, failure: String, template: String) async throws -> Int {
-        let dir = TemporaryDirectory("oplog-fault"); defer { dir.remove() }
-        let scratch = TemporaryDirectory("oplog-fault-log"); defer { scratch.remove() }
+        let dir = TemporaryDirectory("oplog-fault")
+        defer { dir.remove() }
+        let scratch = TemporaryDirectory("oplog-fault-log")
+        defer { scratch.remove() }
         try FileManager.default.createDirectory(atPath: scratch.path, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
         for name in ["data.mdb", "journal"] {
             try FileManager.default.copyItem(atPath: template + "/" + name, toPath: dir.path + "/" + name)
         }
-        let child = try FaultLayer.run(["fault-child", "--store", dir.path, "--operation", operation, "--marker-file", scratch.path + "/marker"],
-                                       directory: dir.path, scratch: scratch.path, failure: failure, armByMarker: true)
+        let child = try FaultLayer.run(
+            ["fault-child", "--store", dir.path, "--operation", operation, "--marker-file", scratch.path + "/marker"],
+            directory: dir.path, scratch: scratch.path, failure: failure, armByMarker: true)
         let label = "\(operation) \(failure)"
         try #require(child.exited && child.status == 0, "\(label): the child crashed or failed (status \(child.status)): \(child.output)")
         let faults = try SyscallEvent.parse(child.log).filter { $0.kind == .fault }.count
@@ -98,18 +108,22 @@ import Testing
             for call in ["followup-append", "followup-checkpoint"] {
                 let line = lines[call] ?? "nothing"
                 let allowed = usable ? ["ok", "error storageFull", "error reopenRequired"] : ["error reopenRequired"]
-                #expect(allowed.contains { line.hasPrefix($0) },
-                        "\(label): after '\(result)', \(call) gave '\(line)'")
+                #expect(
+                    allowed.contains { line.hasPrefix($0) },
+                    "\(label): after '\(result)', \(call) gave '\(line)'")
             }
             if usable { #expect(failure.contains("ENOSPC"), "\(label): storageFull for a fault that is not ENOSPC") }
         }
-        try await checkReopened(dir.path, operation: operation, succeeded: result == "ok", truncated: lines["truncated"] != nil,
-                                followUpSucceeded: lines["followup-append"] == "ok", label: label)
+        try await checkReopened(
+            dir.path, operation: operation, succeeded: result == "ok", truncated: lines["truncated"] != nil,
+            followUpSucceeded: lines["followup-append"] == "ok", label: label)
         return faults
     }
 
     /// Reopens without faults: clean, all-or-nothing, nothing acknowledged lost.
-    func checkReopened(_ path: String, operation: String, succeeded: Bool, truncated: Bool, followUpSucceeded: Bool, label: String) async throws {
+    func checkReopened(
+        _ path: String, operation: String, succeeded: Bool, truncated: Bool, followUpSucceeded: Bool, label: String
+    ) async throws {
         let store = try await OpLogStore.open(directory: path, options: StoreOptions())
         do {
             let report = try await store.verify()

@@ -1,8 +1,8 @@
 import Foundation
 import OpLog
 import OpLogStorage
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: after power loss at any moment — inside a journal append, an LMDB commit (journal apply or
@@ -59,8 +59,9 @@ import Testing
         #expect(figures.failures > 0, "seed \(Self.seed): the mode that skips every sync lost nothing; the harness cannot see losses")
     }
 
-    @Test(.enabled(if: FaultLayer.available, "needs oplog and libOpLogFaultInjection.so (swift build)"),
-          arguments: [25, 90, 160])
+    @Test(
+        .enabled(if: FaultLayer.available, "needs oplog and libOpLogFaultInjection.so (swift build)"),
+        arguments: [25, 90, 160])
     func failedSyncThenPowerLoss(failingSync: Int) async throws {
         // The Nth sync fails once: the child must stop acknowledging (reopenRequired), and the replay
         // treats that file's unsynced writes as lost. Every earlier ack must survive power loss.
@@ -72,18 +73,25 @@ import Testing
 
     // MARK: - The harness
 
-    func run(_ durability: Durability, moments budget: Int, imagesPerMoment: Int, failure: String? = nil, checkInChild: Bool = false) async throws -> Figures {
+    func run(
+        _ durability: Durability, moments budget: Int, imagesPerMoment: Int, failure: String? = nil, checkInChild: Bool = false
+    ) async throws -> Figures {
         let started = Date()
-        let dir = TemporaryDirectory("oplog-power"); defer { dir.remove() }
-        let scratch = TemporaryDirectory("oplog-power-log"); defer { scratch.remove() }
+        let dir = TemporaryDirectory("oplog-power")
+        defer { dir.remove() }
+        let scratch = TemporaryDirectory("oplog-power-log")
+        defer { scratch.remove() }
         try FileManager.default.createDirectory(atPath: scratch.path, withIntermediateDirectories: true)
         // The store exists before the child starts: the log begins from a durable, closed store.
         let store = try await OpLogStore.open(directory: dir.path, options: imageOptions(durability))
         try await store.close()
         var disk = try SimulatedDisk(directory: dir.path)
-        let child = try FaultLayer.run(["power-child", "--store", dir.path, "--durability", durability.rawValue,
-                                        "--appends", longTests ? "400" : "200", "--ack-file", scratch.path + "/marker"],
-                                       directory: dir.path, scratch: scratch.path, failure: failure)
+        let child = try FaultLayer.run(
+            [
+                "power-child", "--store", dir.path, "--durability", durability.rawValue,
+                "--appends", longTests ? "400" : "200", "--ack-file", scratch.path + "/marker",
+            ],
+            directory: dir.path, scratch: scratch.path, failure: failure)
         try #require(child.exited, "the child crashed (status \(child.status))")
         if failure == nil { #expect(child.status == 0, "power-child failed: \(child.output)") }
         let events = try SyscallEvent.parse(child.log)
@@ -100,8 +108,9 @@ import Testing
                 figures.momentsByCategory[categories[index], default: 0] += 1
                 for image in 0..<imagesPerMoment {
                     let files = disk.image(inProgress: index < events.count ? events[index] : nil, random: &random)
-                    try await check(files, durability: durability, acknowledged: acknowledged, checkInChild: checkInChild,
-                              label: "moment \(index) (\(categories[index])) image \(image)", figures: &figures)
+                    try await check(
+                        files, durability: durability, acknowledged: acknowledged, checkInChild: checkInChild,
+                        label: "moment \(index) (\(categories[index])) image \(image)", figures: &figures)
                 }
             }
             guard index < events.count else { break }
@@ -110,16 +119,20 @@ import Testing
             disk.apply(event)
         }
         let seconds = Date().timeIntervalSince(started)
-        print("""
+        print(
+            """
             power loss [\(durability.rawValue)\(failure.map { ", fail \($0)" } ?? "")]: seed \(Self.seed), \(events.count) logged calls, \
             \(figures.moments) crash moments \(figures.momentsByCategory.sorted { $0.key < $1.key }), \(figures.images) images, \
-            \(acknowledged.opCount) ops acknowledged in all, \(figures.ackedOpsLost) acked ops lost over \(figures.imagesLosingAcks) images, \
-            \(figures.unopenable) did not open, \(figures.verifyFailures) failed verify, \(figures.faultsInjected) faults injected, \(String(format: "%.1f", seconds)) s
+            \(acknowledged.opCount) ops acknowledged in all, \(figures.ackedOpsLost) acked ops lost over \
+            \(figures.imagesLosingAcks) images, \(figures.unopenable) did not open, \(figures.verifyFailures) failed verify, \
+            \(figures.faultsInjected) faults injected, \(String(format: "%.1f", seconds)) s
             """)
         if durability != .full {
             // One example of each kind of problem: lost acks, refused opens, failed checks.
             for kind in [" < acknowledged", "open:", "verify exited", "verify:", "reading:", "wrong", "gap", "snapshot at"] {
-                if let example = figures.problems.first(where: { $0.contains(kind) }) { print("power loss [\(durability.rawValue)]: e.g. \(example)") }
+                if let example = figures.problems.first(where: { $0.contains(kind) }) {
+                    print("power loss [\(durability.rawValue)]: e.g. \(example)")
+                }
             }
         }
         return figures
@@ -134,10 +147,13 @@ import Testing
     }
 
     /// Writes the image, opens it with the real store and checks it against the acknowledgements.
-    func check(_ files: [String: [UInt8]], durability: Durability, acknowledged: Acknowledged, checkInChild: Bool,
-               label: String, figures: inout Figures) async throws {
+    func check(
+        _ files: [String: [UInt8]], durability: Durability, acknowledged: Acknowledged, checkInChild: Bool,
+        label: String, figures: inout Figures
+    ) async throws {
         figures.images += 1
-        let dir = TemporaryDirectory("oplog-image"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-image")
+        defer { dir.remove() }
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
         for (name, bytes) in files {
             try #require(FileManager.default.createFile(atPath: dir.path + "/" + name, contents: Data(bytes)))
@@ -211,14 +227,18 @@ import Testing
 
     /// Every retained revision holds the workload's op for it, gap-free; the snapshot at floor − 1
     /// holds the workload's snapshot.
-    static func checkContents(_ store: OpLogStore, _ name: String, _ document: DocumentID, floor: Revision, head: Revision) throws -> String? {
+    static func checkContents(
+        _ store: OpLogStore, _ name: String, _ document: DocumentID, floor: Revision, head: Revision
+    ) throws -> String? {
         var next = floor
         while next <= head {
             let ops = try store.ops(of: document, from: next, limit: 1_000)
             guard let first = ops.first, first.revision == next else { return "\(name): gap at revision \(next)" }
-            for (offset, op) in ops.enumerated() where op.revision != next + UInt64(offset)
+            for (offset, op) in ops.enumerated()
+            where op.revision != next + UInt64(offset)
                 || op.payload != FaultWorkload.payload(document: name, revision: op.revision)
-                || op.opID != FaultWorkload.opID(document: name, revision: op.revision) {
+                || op.opID != FaultWorkload.opID(document: name, revision: op.revision)
+            {
                 return "\(name): revision \(next + UInt64(offset)) holds the wrong op"
             }
             next += UInt64(ops.count)

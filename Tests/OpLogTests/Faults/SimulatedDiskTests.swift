@@ -1,6 +1,6 @@
 import Foundation
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: the power-loss model itself is right, since a lenient model would let PowerLossTests pass
@@ -15,7 +15,8 @@ import Testing
 
     /// Images of `events` over 64 seeds.
     func images(_ events: [SyscallEvent]) throws -> [[String: [UInt8]]] {
-        let dir = TemporaryDirectory("oplog-disk-model"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-disk-model")
+        defer { dir.remove() }
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
         var disk = try SimulatedDisk(directory: dir.path)
         for event in events { disk.apply(event) }
@@ -29,7 +30,9 @@ import Testing
     }
 
     @Test func syncedKeptUnsyncedEitherWay() throws {
-        let results = try images(created + [event(.write, 10, offset: 7, "+pending")]).map { String(decoding: $0["journal"] ?? [], as: UTF8.self) }
+        let results = try images(created + [event(.write, 10, offset: 7, "+pending")]).map {
+            String(decoding: $0["journal"] ?? [], as: UTF8.self)
+        }
         #expect(results.allSatisfy { $0.hasPrefix("durable") })
         #expect(results.contains("durable"))
         #expect(results.contains("durable+pending"))
@@ -54,11 +57,12 @@ import Testing
 
     @Test func reusedInodeNumberIsANewFile() throws {
         // journal.new (11) replaces journal (10), then the next journal.new reuses inode number 10.
-        let events = created + [
-            event(.open, 11, flags: 1, "journal.new"), event(.write, 11, "header"), event(.sync, 11),
-            event(.rename, 0, "journal.new\0journal"), event(.sync, 1),
-            event(.open, 10, flags: 1, "journal.new"), event(.write, 10, "next"),
-        ]
+        let events =
+            created + [
+                event(.open, 11, flags: 1, "journal.new"), event(.write, 11, "header"), event(.sync, 11),
+                event(.rename, 0, "journal.new\0journal"), event(.sync, 1),
+                event(.open, 10, flags: 1, "journal.new"), event(.write, 10, "next"),
+            ]
         let results = try images(events)
         #expect(results.allSatisfy { $0["journal"] == Array("header".utf8) })
         #expect(results.allSatisfy { $0["journal.new"] == nil || $0["journal.new"] == Array("next".utf8) || $0["journal.new"] == [] })

@@ -1,8 +1,8 @@
 import Foundation
 import OpLog
+import OpLogTestSupport
 import OpLogText
 import Synchronization
-import OpLogTestSupport
 import Testing
 
 /// Goal: a backup taken while writers append and the scheduler compacts holds every op
@@ -18,7 +18,9 @@ import Testing
     /// The ops of `document`'s patches `range` (one op per patch), with the op IDs the CLI uses.
     static func ops(_ document: String, _ range: Range<Int>) -> [NewOp] {
         range.map { index in
-            NewOp(opID: CrashTests.opID(document: document, patchIndex: index), author: Array("backup".utf8), payload: session.patches[index].jsonBytes())
+            NewOp(
+                opID: CrashTests.opID(document: document, patchIndex: index), author: Array("backup".utf8),
+                payload: session.patches[index].jsonBytes())
         }
     }
 
@@ -59,7 +61,9 @@ import Testing
             for index in 0..<documentCount {
                 let document = try DocumentID(name(index))
                 let info = try #require(try copy.info(of: document), "\(label): \(name(index)) is missing")
-                #expect(Int(info.head) >= acknowledged[index], "\(label): \(name(index)) head \(info.head) < acknowledged \(acknowledged[index])")
+                #expect(
+                    Int(info.head) >= acknowledged[index],
+                    "\(label): \(name(index)) head \(info.head) < acknowledged \(acknowledged[index])")
                 var next = info.floor
                 while next <= info.head {
                     let ops = try copy.ops(of: document, from: next, limit: 1_000)
@@ -80,7 +84,8 @@ import Testing
     }
 
     @Test func backupUnderLoadHoldsEverythingAcknowledgedBefore() async throws {
-        let dir = TemporaryDirectory("oplog-backup"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-backup")
+        defer { dir.remove() }
         var options = testOptions(durability: .full)
         options.journalApplyBytes = 1 << 20  // applies (journal replacements) race the copies
         var policy = CompactionPolicy()
@@ -112,7 +117,10 @@ import Testing
             let report = try await store.backup(to: backup, compact: round % 2 == 1)
             let after = progress.snapshot
             duringBackups += zip(after, before).reduce(0) { $0 + $1.0 - $1.1 }
-            print("backup \(round): data file \(report.dataFileBytes) bytes, journal \(report.journalBytes) bytes (\(report.journalRecords) records, \(report.journalOps) ops), acknowledged before \(before)")
+            print(
+                "backup \(round): data file \(report.dataFileBytes) bytes, journal \(report.journalBytes) bytes "
+                    + "(\(report.journalRecords) records, \(report.journalOps) ops), acknowledged before \(before)"
+            )
             let restored = dir.path + "-restored-\(round)"
             _ = try await OpLogStore.restore(from: backup, to: restored)
             copies.append((restored, before, "backup \(round)"))
@@ -123,7 +131,8 @@ import Testing
         let applies = try await checkpoints.value
         await scheduler.stop()
         try await store.close()
-        print("backup under load: \(duringBackups) ops acknowledged while the 4 backups ran, \(applies) checkpoints, \(scheduler.statistics)")
+        print(
+            "backup under load: \(duringBackups) ops acknowledged while the 4 backups ran, \(applies) checkpoints, \(scheduler.statistics)")
         #expect(scheduler.statistics.snapshotsWritten > 0, "the scheduler never compacted: the test did not race compaction")
         for copy in copies {
             try await Self.checkCopy(copy.directory, acknowledged: copy.acknowledged, label: copy.label)
@@ -135,8 +144,10 @@ import Testing
     func cliBackupOfALiveStoreAndRestore() async throws {
         // The store stays open for writing in this process; `oplog backup` opens it read-only
         // from another process while the writers run.
-        let dir = TemporaryDirectory("oplog-cli-backup"); defer { dir.remove() }
-        let backup = dir.path + "-backup", restored = dir.path + "-restored"
+        let dir = TemporaryDirectory("oplog-cli-backup")
+        defer { dir.remove() }
+        let backup = dir.path + "-backup"
+        let restored = dir.path + "-restored"
         defer {
             try? FileManager.default.removeItem(atPath: backup)
             try? FileManager.default.removeItem(atPath: restored)

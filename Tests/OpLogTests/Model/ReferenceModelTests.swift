@@ -1,7 +1,7 @@
 import Foundation
 import OpLog
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: random sequences of every store operation give the same answers as the reference model —
@@ -31,6 +31,9 @@ import Testing
             }
         }
         let total = counts.values.reduce(0, +)
-        print("reference model: \(runs) runs of \(stepsPerRun) steps (\(total) in all), seed \(seed), \(counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+        print(
+            "reference model: \(runs) runs of \(stepsPerRun) steps (\(total) in all), seed \(seed), "
+                + "\(counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
+        )
     }
 }

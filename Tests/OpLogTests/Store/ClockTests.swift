@@ -1,7 +1,7 @@
 import Foundation
 import OpLog
-import Synchronization
 import OpLogTestSupport
+import Synchronization
 import Testing
 
 /// Goal: the store's time comes from its clock alone, and the clocks do what they promise.
@@ -13,7 +13,10 @@ import Testing
         // must still wait), then by 1 more (it must have resumed before `advance` returned).
         let clock = ManualClock(startingAt: Self.start)
         let woke = Latch()
-        let sleeper = Task { try await clock.sleep(until: Self.start + 10); woke.set() }
+        let sleeper = Task {
+            try await clock.sleep(until: Self.start + 10)
+            woke.set()
+        }
         while clock.sleeperCount == 0 { await Task.yield() }
         clock.advance(by: 9)
         #expect(clock.sleeperCount == 1 && !woke.isSet)
@@ -40,7 +43,8 @@ import Testing
     @Test func serverTimesSnapshotsAndTheStoreComeFromTheClock() async throws {
         // Method: a store on a manual clock stamps exactly the clock's readings; a clock that
         // jumps back never makes a document's server time go down.
-        let dir = TemporaryDirectory("oplog-clock"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-clock")
+        defer { dir.remove() }
         let clock = ManualClock(startingAt: Self.start)
         var options = testOptions()
         options.clock = clock

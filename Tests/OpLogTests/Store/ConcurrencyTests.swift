@@ -8,7 +8,8 @@ import Testing
 /// fails or changes its batch-mates' outcome.
 @Suite struct ConcurrencyTests {
     @Test func concurrentAppendersGetGapFreeExactlyOnceRevisions() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         var options = testOptions(durability: .full)
         options.journalApplyBytes = 1 << 20
         let tasks = 48
@@ -27,7 +28,9 @@ import Testing
                                 // A batch across two documents, then its retry.
                                 let other = documents[(task + index + 1) % documents.count]
                                 let second = NewOp(opID: OpID(high: UInt64(task) | 1 << 32, low: UInt64(index)), author: [1], payload: [2])
-                                let batch = [DocumentAppend(document: document, ops: [newOp]), DocumentAppend(document: other, ops: [second])]
+                                let batch = [
+                                    DocumentAppend(document: document, ops: [newOp]), DocumentAppend(document: other, ops: [second]),
+                                ]
                                 let results = try await store.append(batch: batch)
                                 let retried = try await store.append(batch: batch)
                                 #expect(retried.map(\.revisions) == results.map(\.revisions) && retried.allSatisfy(\.wasRetry))
@@ -52,8 +55,9 @@ import Testing
                 group.addTask {
                     for index in 0..<100 {
                         await #expect(throws: OpLogError.self) {
-                            try await store.append([NewOp(opID: OpID(high: 999, low: UInt64(index)), author: [], payload: [])],
-                                                   to: documents[index % documents.count], expectedHead: 1)
+                            try await store.append(
+                                [NewOp(opID: OpID(high: 999, low: UInt64(index)), author: [], payload: [])],
+                                to: documents[index % documents.count], expectedHead: 1)
                         }
                     }
                     return []
@@ -80,7 +84,8 @@ import Testing
     @Test func failingCallerDoesNotFailItsGroupMates() async throws {
         // Method: many callers submit at the same moment, half of them invalid in different ways;
         // the valid half must all succeed, whatever group commits they shared.
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await withStore(dir.path) { store async throws in
             _ = try await store.append([op(1)], to: doc("x"))
             try await withThrowingTaskGroup(of: Bool.self) { group in
@@ -88,14 +93,23 @@ import Testing
                     group.addTask {
                         let document = doc("m\(index % 10)")
                         switch index % 4 {
-                        case 0: _ = try await store.append([op(UInt64(10_000 + index))], to: document); return true
+                        case 0:
+                            _ = try await store.append([op(UInt64(10_000 + index))], to: document)
+                            return true
                         case 1:
-                            do { _ = try await store.append([op(UInt64(20_000 + index))], to: doc("x"), expectedHead: 99) } catch OpLogError.conflict { return false }
+                            do { _ = try await store.append([op(UInt64(20_000 + index))], to: doc("x"), expectedHead: 99) } catch OpLogError
+                                .conflict
+                            { return false }
                             return true
                         case 2:
-                            do { _ = try await store.append([op(UInt64(30_000 + index), String(repeating: "z", count: Limits.payloadBytesMax + 1))], to: document) } catch OpLogError.limitExceeded { return false }
+                            do {
+                                _ = try await store.append(
+                                    [op(UInt64(30_000 + index), String(repeating: "z", count: Limits.payloadBytesMax + 1))], to: document)
+                            } catch OpLogError.limitExceeded { return false }
                             return true
-                        default: _ = try await store.append(batch: [DocumentAppend(document: document, ops: [op(UInt64(40_000 + index))])]); return true
+                        default:
+                            _ = try await store.append(batch: [DocumentAppend(document: document, ops: [op(UInt64(40_000 + index))])])
+                            return true
                         }
                     }
                 }

@@ -23,7 +23,8 @@ import Testing
     @Test(arguments: [false, true])
     func anIDIsRecognisedOneMillisecondInsideTheWindowAndNotOutside(reopen: Bool) async throws {
         for offset in [-1, 0, 1] as [Int64] {
-            let dir = TemporaryDirectory("oplog-window"); defer { dir.remove() }
+            let dir = TemporaryDirectory("oplog-window")
+            defer { dir.remove() }
             let clock = ManualClock(startingAt: Self.start)
             let options = Self.options(clock)
             try await withStore(dir.path, options: options) { store async throws in
@@ -36,8 +37,9 @@ import Testing
             if !reopen { try await store.checkpoint() }
             let retry = try await store.append([op(1)], to: doc("d"))
             let inside = offset <= 0
-            #expect(retry == (inside ? AppendResult(revisions: [1], wasRetry: true) : AppendResult(revisions: [3], wasRetry: false)),
-                    "op 1 is \(Self.window + offset) ms older than the newest op")
+            #expect(
+                retry == (inside ? AppendResult(revisions: [1], wasRetry: true) : AppendResult(revisions: [3], wasRetry: false)),
+                "op 1 is \(Self.window + offset) ms older than the newest op")
             try await store.close()
         }
     }
@@ -46,7 +48,8 @@ import Testing
         // Method: close, move the clock a year on (and, separately, a day back), reopen: the
         // retry is recognised, because no op arrived in between. A clock that went back stamps
         // new ops with the document's last server time, so the window does not move either.
-        let dir = TemporaryDirectory("oplog-window-closed"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-window-closed")
+        defer { dir.remove() }
         let clock = ManualClock(startingAt: Self.start)
         try await withStore(dir.path, options: Self.options(clock)) { store async throws in
             _ = try await store.append([op(1), op(2)], to: doc("d"))
@@ -68,7 +71,8 @@ import Testing
         // it, so a plain retry of op 5 is a new op (documented), while a retry based on revision 4
         // returns 5: from the op chunk, after a reopen, and after op 5 was truncated away and only
         // its ID is left in a dedupe record.
-        let dir = TemporaryDirectory("oplog-based-on"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-based-on")
+        defer { dir.remove() }
         let clock = ManualClock(startingAt: Self.start)
         let options = Self.options(clock)
         try await withStore(dir.path, options: options) { store async throws in
@@ -102,7 +106,8 @@ import Testing
     @Test func basedOnBelowWhatTheStoreHoldsIsRefusedAndStoresNothing() async throws {
         // Method: a window of 2 ops; ops 1...10, snapshot at 8, truncation below 9: the dedupe
         // records keep only what is inside the window, so the store can check back to revision 8.
-        let dir = TemporaryDirectory("oplog-based-on-gone"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-based-on-gone")
+        defer { dir.remove() }
         let clock = ManualClock(startingAt: Self.start)
         var options = Self.options(clock)
         options.dedupeWindowOps = 2

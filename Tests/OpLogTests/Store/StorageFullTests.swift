@@ -1,7 +1,7 @@
 import Foundation
 import OpLog
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: a store that reaches its maximum map size refuses appends with `storageFull`, keeps
@@ -9,7 +9,8 @@ import Testing
 /// is freed. Method: a 4 MiB maximum map filled with incompressible payloads.
 @Suite struct StorageFullTests {
     @Test func fullStoreRecoversAfterDeletion() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         var options = testOptions()
         options.mapSizeInitialBytes = 1 << 20
         options.mapSizeMaximumBytes = 4 << 20
@@ -24,7 +25,8 @@ import Testing
             var full = false
             for index in 1...2_000 {
                 do {
-                    _ = try await store.append([NewOp(opID: OpID(high: 2, low: UInt64(index)), author: [], payload: payload())], to: doc("filler"))
+                    _ = try await store.append(
+                        [NewOp(opID: OpID(high: 2, low: UInt64(index)), author: [], payload: payload())], to: doc("filler"))
                     appended += 1
                 } catch OpLogError.storageFull {
                     full = true
@@ -39,7 +41,8 @@ import Testing
             try await store.deleteDocument(doc("filler"))
             // Appends work again once space is freed.
             for index in 0..<20 {
-                _ = try await store.append([NewOp(opID: OpID(high: 3, low: UInt64(index)), author: [], payload: payload())], to: doc("after"))
+                _ = try await store.append(
+                    [NewOp(opID: OpID(high: 3, low: UInt64(index)), author: [], payload: payload())], to: doc("after"))
             }
             #expect(try store.head(of: doc("after")) == 20)
             await #expect(try store.verify().isClean)

@@ -8,7 +8,8 @@ import Testing
 /// and deletion, each checked on real LMDB files.
 @Suite struct StoreTests {
     @Test func appendAssignsGapFreeRevisionsAndReadsBack() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await withStore(dir.path) { store async throws in
             let first = try await store.append([op(1, "a"), op(2, "b")], to: doc("d"))
             #expect(first == AppendResult(revisions: [1, 2], wasRetry: false))
@@ -31,7 +32,8 @@ import Testing
     }
 
     @Test func retriesReturnOriginalRevisionsEvenWithStaleExpectedHead() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await withStore(dir.path) { store async throws in
             _ = try await store.append([op(1), op(2)], to: doc("d"))
             _ = try await store.append([op(3)], to: doc("d"))
@@ -45,7 +47,10 @@ import Testing
                 try await store.append([op(4)], to: doc("d"), expectedHead: 2)
             }
             #expect(try await store.append([op(4)], to: doc("d"), expectedHead: 3).revisions == [4])
-            await #expect(throws: OpLogError.duplicateInBatch(document: doc("d"), detail: "op ID 000000000000abcd0000000000000005 appears more than once")) {
+            await #expect(
+                throws: OpLogError.duplicateInBatch(
+                    document: doc("d"), detail: "op ID 000000000000abcd0000000000000005 appears more than once")
+            ) {
                 try await store.append([op(5), op(5)], to: doc("d"))
             }
         }
@@ -56,7 +61,8 @@ import Testing
     }
 
     @Test func multiDocumentBatchIsAllOrNothing() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await withStore(dir.path) { store async throws in
             _ = try await store.append([op(1)], to: doc("b"))
             let results = try await store.append(batch: [
@@ -78,7 +84,8 @@ import Testing
     }
 
     @Test func snapshotsTruncationAndFloorHints() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await withStore(dir.path) { store async throws in
             let d = doc("d")
             _ = try await store.append((1...10).map { op($0) }, to: d)
@@ -106,13 +113,16 @@ import Testing
         }
         try await withStore(dir.path) { store async throws in
             #expect(try store.ops(of: doc("d"), from: 9).map(\.revision) == [9, 10, 11])
-            #expect(throws: OpLogError.belowFloor(document: doc("d"), requested: 8, floor: 9, latestSnapshot: 8)) { try store.ops(of: doc("d"), from: 8) }
+            #expect(throws: OpLogError.belowFloor(document: doc("d"), requested: 8, floor: 9, latestSnapshot: 8)) {
+                try store.ops(of: doc("d"), from: 8)
+            }
             await #expect(try store.verify().isClean)
         }
     }
 
     @Test func deleteDocumentForgetsEverythingAndStartsOver() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await withStore(dir.path) { store async throws in
             let d = doc("gone")
             _ = try await store.append([op(1), op(2)], to: d)
@@ -133,8 +143,10 @@ import Testing
     @Test func journalIsRecoveredAfterAnUncleanStop() async throws {
         // Method: copy the files of an open store whose journal holds unapplied ops (what a killed
         // process leaves behind), then open the copy.
-        let dir = TemporaryDirectory(); defer { dir.remove() }
-        let copy = TemporaryDirectory(); defer { copy.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        let copy = TemporaryDirectory()
+        defer { copy.remove() }
         try await withStore(dir.path) { store async throws in
             _ = try await store.append([op(1), op(2)], to: doc("d"))
             try await store.checkpoint()
@@ -154,7 +166,8 @@ import Testing
     }
 
     @Test func openingRefusesForeignDirectoriesAndSecondWriters() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: dir.path + "/notes.txt", contents: Data("hi".utf8))
         #expect {
@@ -163,7 +176,8 @@ import Testing
             if case .notAStore = error as? OpLogError { return true }
             return false
         }
-        let other = TemporaryDirectory(); defer { other.remove() }
+        let other = TemporaryDirectory()
+        defer { other.remove() }
         try FileManager.default.createDirectory(atPath: other.path, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: other.path + "/data.mdb", contents: Data(repeating: 7, count: 8192))
         #expect {
@@ -172,14 +186,17 @@ import Testing
             if case .notAStore = error as? OpLogError { return true }
             return false
         }
-        let good = TemporaryDirectory(); defer { good.remove() }
+        let good = TemporaryDirectory()
+        defer { good.remove() }
         try await withStore(good.path) { _ async throws in
             // LMDB forbids a second open in one process; another process gets lockedByAnotherProcess
             // (MultiProcessTests).
             #expect(throws: OpLogError.alreadyOpenInThisProcess(path: good.path)) { try OpLogStore.open(directory: good.path) }
             var readOnly = StoreOptions()
             readOnly.readOnly = true
-            #expect(throws: OpLogError.alreadyOpenInThisProcess(path: good.path)) { try OpLogStore.open(directory: good.path, options: readOnly) }
+            #expect(throws: OpLogError.alreadyOpenInThisProcess(path: good.path)) {
+                try OpLogStore.open(directory: good.path, options: readOnly)
+            }
         }
         // Once closed, it opens again.
         try await withStore(good.path) { _ async throws in }
@@ -191,7 +208,8 @@ import Testing
     }
 
     @Test func readOnlyStoreSeesJournaledOpsAndRefusesWrites() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await withStore(dir.path) { store async throws in
             _ = try await store.append([op(1)], to: doc("d"))
         }
@@ -208,12 +226,16 @@ import Testing
 /// private by default and as wide as asked otherwise.
 @Suite struct BlockingCallTests {
     @Test func asyncVariantsAnswerLikeTheSynchronousCalls() async throws {
-        let dir = TemporaryDirectory("oplog-async"); defer { dir.remove() }
-        let backup = TemporaryDirectory("oplog-async-backup"); defer { backup.remove() }
-        let restored = TemporaryDirectory("oplog-async-restored"); defer { restored.remove() }
+        let dir = TemporaryDirectory("oplog-async")
+        defer { dir.remove() }
+        let backup = TemporaryDirectory("oplog-async-backup")
+        defer { backup.remove() }
+        let restored = TemporaryDirectory("oplog-async-restored")
+        defer { restored.remove() }
         let store = try await OpLogStore.open(directory: dir.path, options: testOptions())
         _ = try await store.append([op(1), op(2)], to: doc("d"))
         try await store.putSnapshot(Array("s".utf8), of: doc("d"), at: 2)
+        try await store.checkpoint()
         let report: VerificationReport = try await store.verify()
         #expect(report.isClean && report.documentsChecked == 1, "\(report)")
         let usage: SpaceUsage = try await store.spaceUsage()
@@ -232,17 +254,22 @@ import Testing
     }
 
     @Test func filesArePrivateUnlessWidened() async throws {
-        let dir = TemporaryDirectory("oplog-private"); defer { dir.remove() }
-        let backup = TemporaryDirectory("oplog-private-backup"); defer { backup.remove() }
+        let dir = TemporaryDirectory("oplog-private")
+        defer { dir.remove() }
+        let backup = TemporaryDirectory("oplog-private-backup")
+        defer { backup.remove() }
         try await withStore(dir.path) { store async throws in
             _ = try await store.append([op(1)], to: doc("d"))
             _ = try await store.backup(to: backup.path)
         }
         #expect(File.permissions(of: dir.path) == 0o700)
-        for path in ["data.mdb", "lock.mdb", "journal", "oplog.lock"].map({ dir.path + "/" + $0 }) + [backup.path + "/data.mdb", backup.path + "/journal"] {
+        for path in ["data.mdb", "lock.mdb", "journal", "oplog.lock"].map({ dir.path + "/" + $0 }) + [
+            backup.path + "/data.mdb", backup.path + "/journal",
+        ] {
             #expect(File.permissions(of: path) == 0o600, "\(path)")
         }
-        let wide = TemporaryDirectory("oplog-group"); defer { wide.remove() }
+        let wide = TemporaryDirectory("oplog-group")
+        defer { wide.remove() }
         var options = testOptions()
         options.filePermissions = 0o640
         options.directoryPermissions = 0o750

@@ -1,8 +1,8 @@
 import Foundation
 import OpLog
+import OpLogTestSupport
 import OpLogText
 import Synchronization
-import OpLogTestSupport
 import Testing
 
 /// Goal: subscriptions deliver exactly the committed sequence (no gaps, no duplicates, only durable
@@ -10,7 +10,8 @@ import Testing
 /// hint, and keep memory bounded with thousands of subscribers, stalled ones included.
 @Suite struct TailingTests {
     @Test func subscriberSeesExactlyTheCommittedSequence() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         var policy = CompactionPolicy()
         policy.snapshotEveryOps = 200
         policy.keepOps = 1_500  // enough history for the slow reader below, which truncation must not overtake
@@ -18,7 +19,8 @@ import Testing
         let session = EditingTrace.generated(seed: 4, patchCount: 4_000, computeEndContent: false)
         try await withStore(dir.path) { store async throws in
             let document = doc("tail")
-            _ = try await store.append([NewOp(opID: OpID(high: 1, low: 0), author: [], payload: session.patches[0].jsonBytes())], to: document)
+            _ = try await store.append(
+                [NewOp(opID: OpID(high: 1, low: 0), author: [], payload: session.patches[0].jsonBytes())], to: document)
             let scheduler = try CompactionScheduler(store: store, policy: policy, reducer: TextReducer())
             try scheduler.start()
             // Two subscribers: one from the start (catch-up then live), one from the live head; one
@@ -36,7 +38,8 @@ import Testing
                         for index in stride(from: 1 + writer, to: total, by: 8) {
                             // Appends race, so revision order is not patch order: every op inserts at 0.
                             let patch = TextPatch(position: 0, deleted: 0, inserted: "w\(writer)")
-                            _ = try await store.append([NewOp(opID: OpID(high: 1, low: UInt64(index)), author: [], payload: patch.jsonBytes())], to: document)
+                            _ = try await store.append(
+                                [NewOp(opID: OpID(high: 1, low: UInt64(index)), author: [], payload: patch.jsonBytes())], to: document)
                         }
                     }
                 }
@@ -63,7 +66,8 @@ import Testing
     }
 
     @Test func subscribingBelowTheFloorGivesTheSnapshotHint() async throws {
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         try await withStore(dir.path) { store async throws in
             _ = try await store.append((1...10).map { op($0) }, to: doc("d"))
             try await store.putSnapshot([1], of: doc("d"), at: 6)
@@ -71,14 +75,18 @@ import Testing
             #expect(throws: OpLogError.belowFloor(document: doc("d"), requested: 3, floor: 7, latestSnapshot: 6)) {
                 try store.subscribe(to: doc("d"), from: 3)
             }
-            #expect(throws: OpLogError.beyondHead(document: doc("d"), requested: 12, head: 10)) { try store.subscribe(to: doc("d"), from: 12) }
+            #expect(throws: OpLogError.beyondHead(document: doc("d"), requested: 12, head: 10)) {
+                try store.subscribe(to: doc("d"), from: 12)
+            }
             // A subscriber overtaken by truncation while stalled ends with the same hint.
             let stalled = try store.subscribe(to: doc("d"), from: 7, bufferLimit: 2)
             _ = try await store.append((11...20).map { op($0) }, to: doc("d"))
             try await store.putSnapshot([2], of: doc("d"), at: 15)
             try await store.truncate(doc("d"), below: 16)
             var iterator = stalled.makeAsyncIterator()
-            await #expect(throws: OpLogError.belowFloor(document: doc("d"), requested: 7, floor: 16, latestSnapshot: 15)) { _ = try await iterator.next() }
+            await #expect(throws: OpLogError.belowFloor(document: doc("d"), requested: 7, floor: 16, latestSnapshot: 15)) {
+                _ = try await iterator.next()
+            }
         }
     }
 
@@ -88,7 +96,8 @@ import Testing
         // not blur RSS): 10,000 idle subscribers over 1,000 documents, then 2,000 ops to the tenth
         // whose subscribers never read (their buffers must overflow and drop, not grow), then timed
         // ops to 900 live subscribers.
-        let dir = TemporaryDirectory("oplog-subscribers"); defer { dir.remove() }
+        let dir = TemporaryDirectory("oplog-subscribers")
+        defer { dir.remove() }
         let run = try CLITests.runTestKit(["subscriber-memory", "--store", dir.path])
         #expect(run.status == 0)
         let result = try #require(try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Int])

@@ -1,7 +1,7 @@
 import Foundation
 import OpLog
-import OpLogText
 import OpLogTestSupport
+import OpLogText
 import Testing
 
 /// Goal: the text reducer reproduces the real editing traces, and the store replays them exactly.
@@ -31,7 +31,9 @@ import Testing
             try text.apply(patch)
         }
         #expect(text.text == trace.endContent)
-        #expect(TextPatch(position: 3, deleted: 1, inserted: "a\"b\\c\n\t\r\u{1}é").jsonBytes() == Array(#"{"p":3,"d":1,"i":"a\"b\\c\n\t\r\u0001é"}"#.utf8))
+        #expect(
+            TextPatch(position: 3, deleted: 1, inserted: "a\"b\\c\n\t\r\u{1}é").jsonBytes()
+                == Array(#"{"p":3,"d":1,"i":"a\"b\\c\n\t\r\u0001é"}"#.utf8))
         #expect(throws: TextPatchError.self) { try TextPatch(json: Array(#"{"p":1}"#.utf8)) }
         var small = TextBuffer("abc")
         #expect(throws: TextPatchError.self) { try small.apply(TextPatch(position: 2, deleted: 5, inserted: "")) }
@@ -43,7 +45,8 @@ import Testing
         // at head and at random retained revisions must equal the independently computed text.
         let trace = try Self.path("automerge-paper").map { try EditingTrace.load(path: $0) } ?? EditingTrace.generated()
         let patches = Array(trace.patches.prefix(longTests ? trace.patches.count : 6_000))
-        let dir = TemporaryDirectory(); defer { dir.remove() }
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
         var expected: [String] = [trace.startContent]
         var text = TextBuffer(trace.startContent)
         try await withStore(dir.path) { store async throws in
@@ -51,7 +54,9 @@ import Testing
             for (index, patch) in patches.enumerated() {
                 try text.apply(patch)
                 expected.append(text.text)
-                let revision = try await store.append([NewOp(opID: OpID(high: 5, low: UInt64(index)), author: [1], payload: patch.jsonBytes())], to: document).revisions[0]
+                let revision = try await store.append(
+                    [NewOp(opID: OpID(high: 5, low: UInt64(index)), author: [1], payload: patch.jsonBytes())], to: document
+                ).revisions[0]
                 if revision % 500 == 0 {
                     try await store.putSnapshot(Array(text.text.utf8), of: document, at: revision)
                     if revision > 500 { try await store.truncate(document, below: revision - 499) }
@@ -63,7 +68,9 @@ import Testing
             var random = SplitMix64(seed: 11)
             for _ in 0..<20 {
                 let revision = floor - 1 + random.next() % (UInt64(patches.count) - floor + 2)
-                #expect(try store.replay(document, to: revision, with: TextReducer()).state.text == expected[Int(revision)], "revision \(revision)")
+                #expect(
+                    try store.replay(document, to: revision, with: TextReducer()).state.text == expected[Int(revision)],
+                    "revision \(revision)")
             }
             #expect(throws: OpLogError.self) { try store.replay(document, to: floor - 2, with: TextReducer()) }
         }
