@@ -22,9 +22,13 @@ let package = Package(
         .systemLibrary(name: "CZlibBench", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The engine protocol, the three baselines and the two candidate layouts (zlib: lmdb-log);
         // TextBuffer/TextPatch for the baselines' replay (W3).
-        .target(name: "WorkloadEngines", dependencies: ["CLMDBBench", "CRocksDB", "CSQLite", "CZlibBench", .product(name: "OpLogText", package: "OpLog")]),
+        .target(
+            name: "WorkloadEngines",
+            dependencies: ["CLMDBBench", "CRocksDB", "CSQLite", "CZlibBench", .product(name: "OpLogText", package: "OpLog")]),
         // OpLog itself behind the same protocol.
-        .target(name: "OpLogEngine", dependencies: ["WorkloadEngines", .product(name: "OpLogText", package: "OpLog"), .product(name: "OpLog", package: "OpLog")]),
+        .target(
+            name: "OpLogEngine",
+            dependencies: ["WorkloadEngines", .product(name: "OpLogText", package: "OpLog"), .product(name: "OpLog", package: "OpLog")]),
         // The driver: traces, workloads W1/W2/W3, measurement and reports.
         .executableTarget(
             name: "workloads",

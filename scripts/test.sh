@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh faketime
 swift build --build-tests -Xswiftc -warnings-as-errors
+# No line over 140 columns (the .swift-format configuration's limit).
+long=$(git ls-files 'Sources/*.swift' 'Tests/*.swift' 'Fuzz/*.swift' 'Benchmarks/*.swift' | xargs awk 'length > 140 { print FILENAME ":" FNR }')
+if [ -n "$long" ]; then echo "lines over 140 columns:"; echo "$long"; exit 1; fi
 OPLOG_BINARY="$(swift build --show-bin-path)/oplog" swift test --skip-build --disable-xctest
 # Time-bound behaviour holds on any date: the time-dependent suites again with the default clock
 # 3 years ahead and 3 years behind (an offset only OpLog's SystemClock reads), and the fixtures
@@ -19,6 +22,8 @@ for offset in 94608000000 -94608000000; do
 done
 echo "FixtureTests under faketime, system clock 3 years ahead"
 faketime -f '+3y' swift test --skip-build --disable-xctest --filter FixtureTests
+# The DocC catalog builds with warnings as errors and every public symbol is documented.
+scripts/check-docs.sh
 # Fuzz smoke: each libFuzzer target for 30 s with address sanitizer (Fuzz/README.md). Fails loudly
 # on a toolchain without libFuzzer; long runs: Fuzz/run.sh all 600.
 Fuzz/run.sh all "${OPLOG_FUZZ_SECONDS:-30}"

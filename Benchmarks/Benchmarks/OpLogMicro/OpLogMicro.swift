@@ -24,8 +24,9 @@ let benchmarks: @Sendable () -> Void = {
         var next = fixture.nextOpNumber
         for _ in benchmark.scaledIterations {
             next += 1
-            let op = NewOp(opID: OpID(high: 7, low: next), author: Fixture.author, clientTimeMilliseconds: 0,
-                           payload: Fixture.payloads[Int(next % UInt64(Fixture.payloads.count))])
+            let op = NewOp(
+                opID: OpID(high: 7, low: next), author: Fixture.author, clientTimeMilliseconds: 0,
+                payload: Fixture.payloads[Int(next % UInt64(Fixture.payloads.count))])
             blackHole(try await store.append([op], to: Fixture.appendDocument))
         }
         fixture.nextOpNumber = next
@@ -126,7 +127,8 @@ final class Fixture: @unchecked Sendable {
     static let trace: EditingTrace = {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().path
-        let path = ProcessInfo.processInfo.environment["OPLOG_TRACES"].map { $0 + "/automerge-paper.json.gz" }
+        let path =
+            ProcessInfo.processInfo.environment["OPLOG_TRACES"].map { $0 + "/automerge-paper.json.gz" }
             ?? root + "/../shared/traces/automerge-paper.json.gz"
         if let trace = try? EditingTrace.load(path: path) { return trace }
         FileHandle.standardError.write(Data("OpLogMicro: \(path) not found; using a generated editing session\n".utf8))
@@ -180,8 +182,9 @@ final class Fixture: @unchecked Sendable {
         let store = try store()
         for start in stride(from: 0, to: ops, by: batch) {
             let newOps = (start..<min(start + batch, ops)).map { index in
-                NewOp(opID: OpID(high: 1, low: UInt64(index)), author: Fixture.author, clientTimeMilliseconds: 0,
-                      payload: Fixture.payloads[index % Fixture.payloads.count])
+                NewOp(
+                    opID: OpID(high: 1, low: UInt64(index)), author: Fixture.author, clientTimeMilliseconds: 0,
+                    payload: Fixture.payloads[index % Fixture.payloads.count])
             }
             _ = try await store.append(newOps, to: document)
         }

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import OpLog
 import OpLogText
 import WorkloadEngines
@@ -52,7 +53,8 @@ public final class OpLogWorkloadEngine: ReplayingEngine, SelfCompactingEngine {
         let newOp = try Self.newOp(op)
         let result = try blocking { [store] in try await store.append([newOp], to: id) }
         guard result.revisions == [revision] else {
-            throw EngineError(engine: name, call: "append", code: 0, message: "got revision \(result.revisions), harness expected \(revision)")
+            throw EngineError(
+                engine: name, call: "append", code: 0, message: "got revision \(result.revisions), harness expected \(revision)")
         }
     }
 
@@ -90,15 +92,23 @@ public final class OpLogWorkloadEngine: ReplayingEngine, SelfCompactingEngine {
                 await scheduler.stop()
             }
             let statistics = scheduler.statistics
-            finalWork.result = .success(CompactionWork(snapshotsWritten: statistics.snapshotsWritten, snapshotBytes: statistics.snapshotBytesWritten,
-                                                       opsTruncated: Int(statistics.opsTruncated)))
-            FileHandleWriter.standardError("oplog compaction: \(statistics.snapshotsWritten) snapshots (\(statistics.snapshotBytesWritten) B), "
-                + "\(statistics.opsTruncated) ops truncated, \(statistics.snapshotsDeleted) snapshots deleted, \(statistics.failures) failures, "
-                + "\(statistics.compactionNanoseconds / 1_000_000) ms compacting\n")
+            finalWork.result = .success(
+                CompactionWork(
+                    snapshotsWritten: statistics.snapshotsWritten, snapshotBytes: statistics.snapshotBytesWritten,
+                    opsTruncated: Int(statistics.opsTruncated)))
+            FileHandleWriter.standardError(
+                "oplog compaction: \(statistics.snapshotsWritten) snapshots (\(statistics.snapshotBytesWritten) B), "
+                    + "\(statistics.opsTruncated) ops truncated, \(statistics.snapshotsDeleted) snapshots deleted, "
+                        + "\(statistics.failures) failures, "
+                    + "\(statistics.compactionNanoseconds / 1_000_000) ms compacting\n")
         }
         let counters = store.writerCounters()
         try blocking { [store] in try await store.close() }
-        let line = "oplog: \(counters.groupCommits) group commits, \(counters.opsCommitted) ops (\(counters.groupCommits > 0 ? counters.opsCommitted / counters.groupCommits : 0)/commit), sync \(counters.syncNanoseconds / 1_000_000) ms, \(counters.lmdbCommits) LMDB commits \(counters.lmdbCommitNanoseconds / 1_000_000) ms, \(counters.journalApplies) applies\n"
+        let line =
+            "oplog: \(counters.groupCommits) group commits, \(counters.opsCommitted) ops "
+                + "(\(counters.groupCommits > 0 ? counters.opsCommitted / counters.groupCommits : 0)/commit), sync "
+                    + "\(counters.syncNanoseconds / 1_000_000) ms, \(counters.lmdbCommits) LMDB commits "
+                        + "\(counters.lmdbCommitNanoseconds / 1_000_000) ms, \(counters.journalApplies) applies\n"
         FileHandleWriter.standardError(line)
     }
 
@@ -136,8 +146,6 @@ struct WindowTextReducer: Reducer {
 final class ResultBox<T>: @unchecked Sendable {
     var result: Result<T, any Error>?
 }
-
-import Foundation
 
 enum FileHandleWriter {
     static func standardError(_ text: String) {

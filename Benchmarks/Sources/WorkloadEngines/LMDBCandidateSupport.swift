@@ -145,7 +145,8 @@ final class LMDBCandidateFile: @unchecked Sendable {
     /// Prints the group-commit summary, so a row's throughput can be read against its group sizes.
     func report(_ counters: GroupCommitWriter<LayoutRequest>.Counters, extra: String = "") {
         let perCommit = counters.commits > 0 ? Double(counters.ops) / Double(counters.commits) : 0
-        let line = "\(engine): \(counters.commits) commits, \(counters.requests) requests, \(counters.ops) ops "
+        let line =
+            "\(engine): \(counters.commits) commits, \(counters.requests) requests, \(counters.ops) ops "
             + "(\(String(format: "%.1f", perCommit)) ops/commit)\(extra)\n"
         FileHandle.standardError.write(Data(line.utf8))
     }

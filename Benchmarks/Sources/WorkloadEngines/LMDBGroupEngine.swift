@@ -77,6 +77,7 @@ public final class LMDBGroupEngine: WorkloadEngine, @unchecked Sendable {
 extension LMDBGroupEngine: ReplayingEngine {
     /// W3: the same layout as `lmdb-naive`, read in one read transaction outside the writer thread.
     public func replay(document: String, to revision: UInt64) throws -> String {
-        try LMDBReplay.replayPerOpLayout(engine: name, env: file.env, ops: file.dbis[0], snaps: file.dbis[1], document: document, to: revision)
+        try LMDBReplay.replayPerOpLayout(
+            engine: name, env: file.env, ops: file.dbis[0], snaps: file.dbis[1], document: document, to: revision)
     }
 }

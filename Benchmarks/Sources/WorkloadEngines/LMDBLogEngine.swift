@@ -59,8 +59,10 @@ public final class LMDBLogEngine: WorkloadEngine, @unchecked Sendable {
         let counters = writer.close()
         // The writer thread has stopped, so reading the committer's counters here is race-free.
         let ratio = committer.rawBytes > 0 ? Double(committer.storedBytes) / Double(committer.rawBytes) : 0
-        file.report(counters, extra: ", records \(committer.rawBytes) B raw → \(committer.storedBytes) B zlib "
-            + "(\(Int(ratio * 100))%)")
+        file.report(
+            counters,
+            extra: ", records \(committer.rawBytes) B raw → \(committer.storedBytes) B zlib "
+                + "(\(Int(ratio * 100))%)")
         try file.close()
     }
 }
@@ -177,7 +179,8 @@ extension LMDBLogEngine: ReplayingEngine {
     /// W3: the snapshot from `snaps`, then every commit record the document's index entries name from
     /// the one holding `snapshot + 1` on, each inflated whole (it holds other documents' ops too).
     public func replay(document: String, to revision: UInt64) throws -> String {
-        try LMDBReplay.replayLogLayout(engine: name, env: file.env, log: file.dbis[0], index: file.dbis[1], snaps: file.dbis[2],
-                                       document: document, to: revision)
+        try LMDBReplay.replayLogLayout(
+            engine: name, env: file.env, log: file.dbis[0], index: file.dbis[1], snaps: file.dbis[2],
+            document: document, to: revision)
     }
 }

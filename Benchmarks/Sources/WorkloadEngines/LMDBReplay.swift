@@ -10,7 +10,8 @@ enum LMDBReplay {
     ) throws -> String {
         try read(engine: engine, env: env) { txn in
             var replay = try snapshotAtOrBelow(engine: engine, txn: txn, snaps: snaps, document: document, revision: target)
-            try scan(engine: engine, txn: txn, dbi: ops, document: document, from: replay.revision + 1, through: target) { revision, value in
+            try scan(engine: engine, txn: txn, dbi: ops, document: document, from: replay.revision + 1, through: target) {
+                revision, value in
                 try replay.apply(opRevision: revision, encodedOp: value)
             }
             return try replay.text(at: target)
@@ -140,7 +141,8 @@ enum LMDBReplay {
         var raw = [UInt8](repeating: 0, count: Int(rawLength))
         var length = uLongf(rawLength)
         let zrc = raw.withUnsafeMutableBufferPointer { out in
-            uncompress(out.baseAddress, &length, stored.baseAddress!.assumingMemoryBound(to: Bytef.self) + offset, uLong(stored.count - offset))
+            uncompress(
+                out.baseAddress, &length, stored.baseAddress!.assumingMemoryBound(to: Bytef.self) + offset, uLong(stored.count - offset))
         }
         guard zrc == Z_OK, length == uLongf(rawLength) else {
             throw EngineError(engine: engine, call: "uncompress", code: zrc, message: "commit record does not inflate")
@@ -186,7 +188,9 @@ enum LogRecordReader {
         throw EngineError(engine: engine, call: "replay", code: 0, message: "truncated varint in a commit record")
     }
 
-    private static func slice(_ bytes: UnsafeRawBufferPointer, _ offset: inout Int, _ count: Int, engine: String) throws -> UnsafeRawBufferPointer {
+    private static func slice(
+        _ bytes: UnsafeRawBufferPointer, _ offset: inout Int, _ count: Int, engine: String
+    ) throws -> UnsafeRawBufferPointer {
         guard count >= 0, offset + count <= bytes.count else {
             throw EngineError(engine: engine, call: "replay", code: 0, message: "truncated commit record")
         }

@@ -118,8 +118,9 @@ public final class RocksDBEngine: ReplayingEngine, @unchecked Sendable {
         if let key = Self.currentKey(iterator), key.count == snapshotPrefix.count + 8, key.starts(with: snapshotPrefix) {
             var length = 0
             let value = rocksdb_iter_value(iterator, &length)
-            replay = try TextReplay(engine: name, document: document,
-                                    snapshot: (BenchKey.revision(of: key), UnsafeRawBufferPointer(start: value, count: length)))
+            replay = try TextReplay(
+                engine: name, document: document,
+                snapshot: (BenchKey.revision(of: key), UnsafeRawBufferPointer(start: value, count: length)))
         } else {
             replay = try TextReplay(engine: name, document: document, snapshot: nil)
         }

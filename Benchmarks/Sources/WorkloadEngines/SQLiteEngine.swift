@@ -1,10 +1,11 @@
 import CSQLite
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #else
 import Darwin
 #endif
-import Synchronization
 
 /// Baseline: SQLite in WAL mode with `synchronous=FULL`, the way an app would store an op log.
 ///
@@ -27,7 +28,8 @@ public final class SQLiteEngine: ReplayingEngine, Sendable {
         setup = try SQLiteConnection(path: path)
         // journal_mode is persistent in the file; every later connection uses WAL too.
         try setup.execute("PRAGMA journal_mode=WAL")
-        try setup.execute("""
+        try setup.execute(
+            """
             CREATE TABLE IF NOT EXISTS ops(doc TEXT, rev INTEGER, value BLOB, PRIMARY KEY(doc, rev)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS snapshots(doc TEXT, rev INTEGER, bytes BLOB, PRIMARY KEY(doc, rev)) WITHOUT ROWID;
             """)
@@ -204,7 +206,10 @@ final class SQLiteConnection: @unchecked Sendable {
         while true {
             let rc = sqlite3_step(ops)
             if rc == SQLITE_DONE { break }
-            guard rc == SQLITE_ROW else { try check(rc, "sqlite3_step(opsRange)"); break }
+            guard rc == SQLITE_ROW else {
+                try check(rc, "sqlite3_step(opsRange)")
+                break
+            }
             let value = UnsafeRawBufferPointer(start: sqlite3_column_blob(ops, 1), count: Int(sqlite3_column_bytes(ops, 1)))
             try replay.apply(opRevision: UInt64(sqlite3_column_int64(ops, 0)), encodedOp: value)
         }

@@ -18,7 +18,8 @@ public struct TextReplay {
         self.document = document
         if let snapshot {
             guard let text = String(validating: snapshot.bytes, as: UTF8.self) else {
-                throw EngineError(engine: engine, call: "replay", code: 0, message: "\(document): snapshot \(snapshot.revision) is not UTF-8")
+                throw EngineError(
+                    engine: engine, call: "replay", code: 0, message: "\(document): snapshot \(snapshot.revision) is not UTF-8")
             }
             buffer = TextBuffer(text)
             revision = snapshot.revision
@@ -31,8 +32,9 @@ public struct TextReplay {
     /// Applies the stored op at `opRevision`, which must be the next one.
     public mutating func apply(opRevision: UInt64, encodedOp: UnsafeRawBufferPointer) throws {
         guard opRevision == revision + 1 else {
-            throw EngineError(engine: engine, call: "replay", code: 0,
-                              message: "\(document): expected op \(revision + 1), found \(opRevision)")
+            throw EngineError(
+                engine: engine, call: "replay", code: 0,
+                message: "\(document): expected op \(revision + 1), found \(opRevision)")
         }
         guard encodedOp.count > BenchOp.patchOffset else {
             throw EngineError(engine: engine, call: "replay", code: 0, message: "\(document): op \(opRevision) is too short")
@@ -48,8 +50,9 @@ public struct TextReplay {
     /// The text, once the buffer stands at `target`.
     public func text(at target: UInt64) throws -> String {
         guard revision == target else {
-            throw EngineError(engine: engine, call: "replay", code: 0,
-                              message: "\(document): ops end at \(revision), wanted \(target)")
+            throw EngineError(
+                engine: engine, call: "replay", code: 0,
+                message: "\(document): ops end at \(revision), wanted \(target)")
         }
         return buffer.text
     }

@@ -42,8 +42,9 @@ struct WorkloadPlan: Sendable {
             let snapshots = document.ops.count / interval
             return total + (snapshots >= 2 ? (snapshots - 1) * interval : 0)
         }
-        return CompactionWork(snapshotsWritten: documents.reduce(0) { $0 + $1.snapshots.count },
-                              snapshotBytes: snapshotBytes, opsTruncated: truncated)
+        return CompactionWork(
+            snapshotsWritten: documents.reduce(0) { $0 + $1.snapshots.count },
+            snapshotBytes: snapshotBytes, opsTruncated: truncated)
     }
 }
 
@@ -56,7 +57,8 @@ enum PlanBuilder {
         let windows = (0..<documents).map { (start: $0 * stride, count: totalOps / documents) }
         let texts = textsAt(trace: trace, windows: windows, interval: Workload.w1.snapshotInterval, starts: true)
         let plans = windows.enumerated().map { k, window in
-            var plan = document(name: "doc-\(k)", trace: trace, window: window, interval: Workload.w1.snapshotInterval, texts: texts, random: &random)
+            var plan = document(
+                name: "doc-\(k)", trace: trace, window: window, interval: Workload.w1.snapshotInterval, texts: texts, random: &random)
             plan.startText = texts[window.start].map { String(decoding: $0, as: UTF8.self) }
             return plan
         }
@@ -98,7 +100,8 @@ enum PlanBuilder {
             let count = totalOps / traces.count + (index < totalOps % traces.count ? 1 : 0)
             let window = (start: 0, count: count)
             let texts = textsAt(trace: trace, windows: [window], interval: Workload.w2.snapshotInterval)
-            return document(name: trace.name, trace: trace, window: window, interval: Workload.w2.snapshotInterval, texts: texts, random: &random)
+            return document(
+                name: trace.name, trace: trace, window: window, interval: Workload.w2.snapshotInterval, texts: texts, random: &random)
         }
         return WorkloadPlan(workload: .w2, documents: plans)
     }

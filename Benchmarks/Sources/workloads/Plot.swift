@@ -15,10 +15,13 @@ enum Plot {
     static func hasPanels(_ rows: [ResultRow]) -> Bool { rows.contains { $0.workload != .w3 } }
 
     static func svg(_ rows: [ResultRow]) -> String {
-        let rows = rows.filter { $0.workload != .w3 && (!$0.compaction || $0.fields.contains { $0.key == "snapshotter" && $0.value.isScheduler }) }
+        let rows = rows.filter {
+            $0.workload != .w3 && (!$0.compaction || $0.fields.contains { $0.key == "snapshotter" && $0.value.isScheduler })
+        }
         let workloads = Workload.allCases.filter { workload in rows.contains { $0.workload == workload } }
         let engines = rows.reduce(into: [String]()) { names, row in if !names.contains(row.series) { names.append(row.series) } }
-        let width = 2 * panelWidth, height = Double(workloads.count) * panelHeight + 30
+        let width = 2 * panelWidth
+        let height = Double(workloads.count) * panelHeight + 30
         var svg = """
             <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
             font-family="sans-serif" font-size="12">
@@ -32,7 +35,8 @@ enum Plot {
             }
         }
         for (index, engine) in engines.enumerated() {
-            let x = 20.0 + Double(index) * min(140, (width - 40) / Double(engines.count)), y = height - 12
+            let x = 20.0 + Double(index) * min(140, (width - 40) / Double(engines.count))
+            let y = height - 12
             svg += "<line x1=\"\(x)\" y1=\"\(y - 4)\" x2=\"\(x + 24)\" y2=\"\(y - 4)\" stroke=\"\(color(index))\" stroke-width=\"2.5\"/>"
             svg += "<text x=\"\(x + 30)\" y=\"\(y)\">\(engine)</text>\n"
         }
@@ -56,7 +60,8 @@ enum Plot {
         func x(_ value: Double) -> Double {
             // Evenly spaced categories: the swept values (1, 8, 64 or 10, 100, 1000) are geometric.
             let index = Double(xValues.firstIndex(of: value) ?? 0)
-            return xValues.count == 1 ? (plot.left + plot.right) / 2
+            return xValues.count == 1
+                ? (plot.left + plot.right) / 2
                 : plot.left + 20 + index * (plot.right - plot.left - 40) / Double(xValues.count - 1)
         }
         func y(_ value: Double) -> Double {
@@ -64,7 +69,9 @@ enum Plot {
         }
         var svg = "<text x=\"\(origin.x + margin.left)\" y=\"\(origin.y + 24)\" font-weight=\"bold\">"
         svg += "\(workload.rawValue): \(metric.title)</text>\n"
-        svg += "<rect x=\"\(plot.left)\" y=\"\(plot.top)\" width=\"\(plot.right - plot.left)\" height=\"\(plot.bottom - plot.top)\" fill=\"none\" stroke=\"#444\"/>\n"
+        svg +=
+            "<rect x=\"\(plot.left)\" y=\"\(plot.top)\" width=\"\(plot.right - plot.left)\" "
+                + "height=\"\(plot.bottom - plot.top)\" fill=\"none\" stroke=\"#444\"/>\n"
         for decade in stride(from: decades.low, through: decades.high, by: 1) {
             let value = pow(10, decade)
             svg += "<line x1=\"\(plot.left)\" y1=\"\(y(value))\" x2=\"\(plot.right)\" y2=\"\(y(value))\" stroke=\"#ddd\"/>"

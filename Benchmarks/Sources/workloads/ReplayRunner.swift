@@ -104,8 +104,10 @@ enum ReplayRunner {
             let checksums = try textChecksums(document, at: Set(targets))
             for (number, target) in targets.enumerated() {
                 let base = retained.last { $0 <= target }!
-                opens.append(PlannedOpen(document: index, revision: UInt64(target), atHead: number < perDocument,
-                                         replayedOps: target - base, expectedChecksum: checksums[target]!))
+                opens.append(
+                    PlannedOpen(
+                        document: index, revision: UInt64(target), atHead: number < perDocument,
+                        replayedOps: target - base, expectedChecksum: checksums[target]!))
             }
         }
         for index in opens.indices.reversed() where index > 0 {

@@ -29,10 +29,12 @@ enum Runner {
         _ factory: EngineFactory, plan: WorkloadPlan, writers: Int, batch: Int, compaction: Bool, directory: String
     ) throws -> RunFigures {
         let interval = plan.workload.snapshotInterval
-        let setup = EngineSetup(compaction: compaction && plan.workload == .w1
-            ? CompactionSetup(snapshotEveryOps: interval, keepOps: interval, keepSnapshots: 2,
-                              startTexts: Dictionary(uniqueKeysWithValues: plan.documents.map { ($0.name, $0.startText ?? "") }))
-            : nil)
+        let setup = EngineSetup(
+            compaction: compaction && plan.workload == .w1
+                ? CompactionSetup(
+                    snapshotEveryOps: interval, keepOps: interval, keepSnapshots: 2,
+                    startTexts: Dictionary(uniqueKeysWithValues: plan.documents.map { ($0.name, $0.startText ?? "") }))
+                : nil)
         let writtenBefore = try ProcessIO.writtenBytes()
         let engine = try factory.open(directory, setup)
         let selfCompacting = setup.compaction != nil ? engine as? SelfCompactingEngine : nil
@@ -56,9 +58,13 @@ enum Runner {
         let work = selfCompacting?.compactionWork ?? plan.harnessWork
         if selfCompacting != nil {
             let expected = plan.harnessWork
-            guard (expected.snapshotsWritten == 0 || work.snapshotsWritten > 0) && (expected.opsTruncated == 0 || work.opsTruncated > 0) else {
-                throw WorkloadError("\(factory.name): --compaction on, but its scheduler wrote \(work.snapshotsWritten) snapshots and truncated "
-                    + "\(work.opsTruncated) ops (the harness would have written \(expected.snapshotsWritten) and truncated \(expected.opsTruncated))")
+            guard (expected.snapshotsWritten == 0 || work.snapshotsWritten > 0) && (expected.opsTruncated == 0 || work.opsTruncated > 0)
+            else {
+                throw WorkloadError(
+                    "\(factory.name): --compaction on, but its scheduler wrote \(work.snapshotsWritten) snapshots and truncated "
+                        + "\(work.opsTruncated) ops (the harness would have written \(expected.snapshotsWritten) and truncated "
+                            + "\(expected.opsTruncated))"
+                )
             }
         }
         return RunFigures(
@@ -77,7 +83,9 @@ enum Runner {
     /// W1: documents are dealt to writers (document k → writer k % writers); each writer appends
     /// one op at a time, round robin across its documents, waiting for each to be durable.
     /// Returns every append's latency. Without `harnessSnapshots` the engine compacts by itself.
-    private static func runWriters(_ engine: any WorkloadEngine, plan: WorkloadPlan, writers: Int, harnessSnapshots: Bool) throws -> [UInt64] {
+    private static func runWriters(
+        _ engine: any WorkloadEngine, plan: WorkloadPlan, writers: Int, harnessSnapshots: Bool
+    ) throws -> [UInt64] {
         let perWriter = try WriterThreads.run(count: writers) { writer in
             let mine = Array(stride(from: writer, to: plan.documents.count, by: writers).map { plan.documents[$0] })
             var latencies: [UInt64] = []

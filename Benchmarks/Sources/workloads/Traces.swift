@@ -32,7 +32,8 @@ enum TraceLoader {
         let repoRootFromSource = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().path
-        let candidates = explicit.map { [$0] } ?? [cwd + "/../shared/traces", cwd + "/../../shared/traces", repoRootFromSource + "/../shared/traces"]
+        let candidates =
+            explicit.map { [$0] } ?? [cwd + "/../shared/traces", cwd + "/../../shared/traces", repoRootFromSource + "/../shared/traces"]
         return candidates.first { FileManager.default.fileExists(atPath: $0 + "/automerge-paper.json.gz") }
             .map { URL(fileURLWithPath: $0).standardizedFileURL.path }
     }
@@ -76,7 +77,8 @@ enum TraceLoader {
                 cursor -= 1
                 length -= 1
             } else {
-                patches.append(TracePatch(position: cursor, deleteCount: 0, insert: alphabet[random.next(below: alphabet.count)], timeMillis: time))
+                patches.append(
+                    TracePatch(position: cursor, deleteCount: 0, insert: alphabet[random.next(below: alphabet.count)], timeMillis: time))
                 cursor += 1
                 length += 1
             }

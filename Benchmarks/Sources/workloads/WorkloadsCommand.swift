@@ -21,7 +21,11 @@ struct WorkloadsCommand: ParsableCommand {
     var runs = 3
     @Flag(help: "64k ops per workload run instead of 512k.")
     var quick = false
-    @Option(help: "W1: off (the harness snapshots for every engine), on (OpLog runs its CompactionScheduler instead), or off,on (both, side by side).")
+    @Option(
+        help:
+            "W1: off (the harness snapshots for every engine), on (OpLog runs its CompactionScheduler instead), or off,on "
+                + "(both, side by side)."
+    )
     var compaction = "off"
     @Option(help: "W3: opens per document at head, and as many at random past revisions.")
     var opens = 8
@@ -82,14 +86,16 @@ struct WorkloadsCommand: ParsableCommand {
                 for (engineIndex, factory) in factories.enumerated() {
                     let store = try StoreDirectory.makeUnique(in: parent, prefix: factory.name)
                     defer { if keep { progress("kept \(store)") } else { try? FileManager.default.removeItem(atPath: store) } }
-                    let result = try Runner.measure(factory, plan: plan, writers: writerCount, batch: batchSize, compaction: compacts, directory: store)
+                    let result = try Runner.measure(
+                        factory, plan: plan, writers: writerCount, batch: batchSize, compaction: compacts, directory: store)
                     figures[configIndex * factories.count + engineIndex].append(result)
-                    progress("run \(run)/\(runs) \(plan.workload.rawValue) writers=\(writerCount) batch=\(batchSize) "
-                        + (plan.workload == .w1 ? "compaction=\(compacts ? "on" : "off") " : "")
-                        + "\(factory.name): \(Int(Double(plan.totalOps) / result.seconds)) ops/s, "
-                        + "p99 \(Int(result.p99Micros)) us, "
-                        + "wa \(String(format: "%.2f", result.writeBytes / Double(plan.opBytes + result.work.snapshotBytes))), "
-                        + "\(String(format: "%.1f", result.seconds)) s")
+                    progress(
+                        "run \(run)/\(runs) \(plan.workload.rawValue) writers=\(writerCount) batch=\(batchSize) "
+                            + (plan.workload == .w1 ? "compaction=\(compacts ? "on" : "off") " : "")
+                            + "\(factory.name): \(Int(Double(plan.totalOps) / result.seconds)) ops/s, "
+                            + "p99 \(Int(result.p99Micros)) us, "
+                            + "wa \(String(format: "%.2f", result.writeBytes / Double(plan.opBytes + result.work.snapshotBytes))), "
+                            + "\(String(format: "%.1f", result.seconds)) s")
                 }
             }
             for (planIndex, (plan, planned)) in replayPlans.enumerated() {
@@ -98,10 +104,14 @@ struct WorkloadsCommand: ParsableCommand {
                     defer { if keep { progress("kept \(store)") } else { try? FileManager.default.removeItem(atPath: store) } }
                     let result = try ReplayRunner.measure(factory, plan: plan, opens: planned, directory: store)
                     replayFigures[planIndex * factories.count + engineIndex].append(result)
-                    progress("run \(run)/\(runs) W3 \(factory.name): " + (result.map { result in
-                        "open at head p50 \(Int(Percentile.micros(result.headNanos, 0.5))) us, past p50 \(Int(Percentile.micros(result.pastNanos, 0.5))) us, "
-                            + "\(Int(Double(result.replayedOps) / (Double(result.openNanos) / 1e9))) replayed ops/s, load \(String(format: "%.1f", result.loadSeconds)) s"
-                    } ?? "cannot replay (null fields)"))
+                    progress(
+                        "run \(run)/\(runs) W3 \(factory.name): "
+                            + (result.map { result in
+                                "open at head p50 \(Int(Percentile.micros(result.headNanos, 0.5))) us, past p50 "
+                                    + "\(Int(Percentile.micros(result.pastNanos, 0.5))) us, "
+                                    + "\(Int(Double(result.replayedOps) / (Double(result.openNanos) / 1e9))) replayed ops/s, "
+                                        + "load \(String(format: "%.1f", result.loadSeconds)) s"
+                            } ?? "cannot replay (null fields)"))
                 }
             }
         }
@@ -109,14 +119,18 @@ struct WorkloadsCommand: ParsableCommand {
         var rows: [ResultRow] = []
         for (configIndex, (plan, writerCount, batchSize, compacts)) in configurations.enumerated() {
             for (engineIndex, factory) in factories.enumerated() {
-                rows.append(ResultRow(engine: factory.name, plan: plan, writers: writerCount, batch: batchSize, compaction: compacts,
-                                      runs: figures[configIndex * factories.count + engineIndex]))
+                rows.append(
+                    ResultRow(
+                        engine: factory.name, plan: plan, writers: writerCount, batch: batchSize, compaction: compacts,
+                        runs: figures[configIndex * factories.count + engineIndex]))
             }
         }
         for (planIndex, (plan, _)) in replayPlans.enumerated() {
             for (engineIndex, factory) in factories.enumerated() {
-                rows.append(ResultRow(engine: factory.name, plan: plan, opensPerDocument: opens,
-                                      replayRuns: replayFigures[planIndex * factories.count + engineIndex]))
+                rows.append(
+                    ResultRow(
+                        engine: factory.name, plan: plan, opensPerDocument: opens,
+                        replayRuns: replayFigures[planIndex * factories.count + engineIndex]))
             }
         }
         for row in rows { print(row.jsonLine) }
@@ -130,18 +144,21 @@ struct WorkloadsCommand: ParsableCommand {
         if let folder = TraceLoader.locate(explicit: traces) {
             loaded = try names.map { try TraceLoader.load(name: $0, folder: folder) }
         } else {
-            progress("traces folder not found (\(traces ?? "../shared/traces"); set --traces): "
-                + "using a seeded generated editing session instead of the real traces")
+            progress(
+                "traces folder not found (\(traces ?? "../shared/traces"); set --traces): "
+                    + "using a seeded generated editing session instead of the real traces")
             loaded = names.enumerated().map { TraceLoader.generated(name: $1, patches: 100_000, seed: seed &+ UInt64($0)) }
         }
-        let plan = switch workload {
-        case .w1: PlanBuilder.w1(trace: loaded[0], documents: documents, totalOps: totalOps, seed: seed)
-        case .w2: PlanBuilder.w2(traces: loaded, totalOps: totalOps, seed: seed)
-        case .w3: try PlanBuilder.w3(trace: loaded[0], documents: documents, totalOps: totalOps, seed: seed)
-        }
-        progress("\(workload.rawValue): \(plan.documents.count) documents, \(plan.totalOps) ops, "
-            + "\(plan.opBytes) op bytes, \(plan.snapshotBytes) snapshot bytes "
-            + "(prepared in \(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
+        let plan =
+            switch workload {
+            case .w1: PlanBuilder.w1(trace: loaded[0], documents: documents, totalOps: totalOps, seed: seed)
+            case .w2: PlanBuilder.w2(traces: loaded, totalOps: totalOps, seed: seed)
+            case .w3: try PlanBuilder.w3(trace: loaded[0], documents: documents, totalOps: totalOps, seed: seed)
+            }
+        progress(
+            "\(workload.rawValue): \(plan.documents.count) documents, \(plan.totalOps) ops, "
+                + "\(plan.opBytes) op bytes, \(plan.snapshotBytes) snapshot bytes "
+                + "(prepared in \(String(format: "%.1f", Date().timeIntervalSince(start))) s)")
         return plan
     }
 
@@ -153,8 +170,9 @@ struct WorkloadsCommand: ParsableCommand {
         let plotPath = plot ?? (csvPath.hasSuffix(".csv") ? String(csvPath.dropLast(4)) : csvPath) + ".svg"
         let drawn = Plot.hasPanels(rows)
         for path in drawn ? [csvPath, plotPath] : [csvPath] {
-            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
-                                                    withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                withIntermediateDirectories: true)
         }
         try ResultRow.csv(rows).write(toFile: csvPath, atomically: true, encoding: .utf8)
         if drawn { try Plot.svg(rows).write(toFile: plotPath, atomically: true, encoding: .utf8) }

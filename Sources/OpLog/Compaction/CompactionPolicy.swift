@@ -8,12 +8,19 @@
 /// one at every multiple of `milestoneEveryRevisions` if set, plus the one covering the floor and
 /// the oldest one above the floor (the next floor's cover).
 public struct CompactionPolicy: Sendable, Equatable {
+    /// Snapshot once this many ops arrived since the newest snapshot.
     public var snapshotEveryOps: Int = 1_000
+    /// Snapshot once this many payload bytes arrived since the newest snapshot.
     public var snapshotEveryBytes: Int = 1 << 20
+    /// Snapshot once the oldest op not covered by a snapshot is this old (by the store's clock).
     public var snapshotAfterMilliseconds: Int64 = 10 * 60 * 1000
+    /// Ops kept below the newest snapshot, for history and undo.
     public var keepOps: Int = 500
+    /// Ops younger than this (by the store's clock) are never truncated; 0 keeps none by age.
     public var keepMilliseconds: Int64 = 0
+    /// The newest snapshots kept.
     public var keepSnapshots: Int = 2
+    /// Also keep every snapshot at a multiple of this revision, if set.
     public var milestoneEveryRevisions: UInt64? = nil
     /// Documents compacted per second at most (nil: as fast as it goes); keeps the writer thread's
     /// share of snapshot commits bounded under load.
@@ -21,6 +28,7 @@ public struct CompactionPolicy: Sendable, Equatable {
     /// After a document fails (its reducer threw, say), it is retried only after this long.
     public var retryAfterFailureMilliseconds: Int64 = 60_000
 
+    /// The default policy: a snapshot every 1,000 ops, 1 MiB or 10 minutes; 500 ops and 2 snapshots kept.
     public init() {}
 
     func validate() throws(OpLogError) {
@@ -44,6 +52,7 @@ public struct AnyReducer: Sendable {
     let makeSnapshot: @Sendable (OpLogStore, DocumentID) throws -> (bytes: [UInt8], revision: Revision)
     let verifySnapshots: @Sendable (OpLogStore, DocumentID) throws -> [VerificationProblem]
 
+    /// Erases `reducer`'s state type.
     public init<R: Reducer>(_ reducer: R) {
         makeSnapshot = { store, document in
             let (state, revision) = try store.replay(document, with: reducer)
@@ -57,12 +66,18 @@ public struct AnyReducer: Sendable {
 public struct CompactionStatistics: Sendable, Equatable {
     /// Documents whose policy currently asks for a snapshot.
     public var backlogDocuments = 0
+    /// Snapshots written, and their bytes before compression.
     public var snapshotsWritten = 0
+    /// Bytes of those snapshots, before compression.
     public var snapshotBytesWritten = 0
+    /// Ops below the floors it moved up.
     public var opsTruncated: UInt64 = 0
+    /// Old snapshots deleted by the retention policy.
     public var snapshotsDeleted = 0
     /// Stored bytes of the ops truncated (as the store counted them before and after).
     public var bytesReclaimed = 0
+    /// Time spent compacting (monotonic clock).
     public var compactionNanoseconds: UInt64 = 0
+    /// Documents whose compaction failed (retried after `retryAfterFailureMilliseconds`).
     public var failures = 0
 }

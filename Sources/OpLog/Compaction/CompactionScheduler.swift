@@ -20,7 +20,9 @@ import Synchronization
 /// the retry delay after a failure, and the waits for them. When nothing is due it sleeps until the
 /// clock reaches the next deadline or the store reports new work; it never polls.
 public final class CompactionScheduler: Service, Sendable {
+    /// The store it compacts.
     public let store: OpLogStore
+    /// What it snapshots, truncates and keeps.
     public let policy: CompactionPolicy
     let reducerFor: @Sendable (DocumentID) -> AnyReducer?
     let book = Mutex(CompactionBook())
@@ -40,7 +42,11 @@ public final class CompactionScheduler: Service, Sendable {
 
     private enum Phase { case created, running, paused, stopped }
 
-    /// - Parameter reducerFor: the reducer for a document, or nil to leave it alone.
+    /// A scheduler for `store` by `policy`, not yet running (`run()` or `start()`).
+    /// - Parameters:
+    ///   - store: the store to compact; opened for writing.
+    ///   - policy: when to snapshot and what to keep.
+    ///   - reducerFor: the reducer for a document, or nil to leave it alone.
     public init(
         store: OpLogStore, policy: CompactionPolicy = CompactionPolicy(), reducerFor: @escaping @Sendable (DocumentID) -> AnyReducer?
     ) throws(OpLogError) {
@@ -108,8 +114,10 @@ public final class CompactionScheduler: Service, Sendable {
         await task?.value
     }
 
+    /// Stops taking new work after the step in progress, until `resume()`.
     public func pause() { lifecycle.withLock { if $0.phase == .running { $0.phase = .paused } } }
 
+    /// Takes work again after `pause()`.
     public func resume() {
         lifecycle.withLock { if $0.phase == .paused { $0.phase = .running } }
         wakeUp.signal()
@@ -129,6 +137,7 @@ public final class CompactionScheduler: Service, Sendable {
         }
     }
 
+    /// What it has done since it started, and how many documents are due now.
     public var statistics: CompactionStatistics {
         let now = clock.now
         return book.withLock { book in

@@ -6,14 +6,18 @@ public enum StoreEvent: Sendable {
     case appended(document: DocumentID, ops: [StoredOp])
     /// The document's floor rose to `floor`.
     case truncated(document: DocumentID, floor: Revision)
+    /// A snapshot was stored at `revision`.
     case snapshotWritten(document: DocumentID, revision: Revision)
+    /// The snapshot at `revision` was deleted.
     case snapshotDeleted(document: DocumentID, revision: Revision)
+    /// The document and everything of it was deleted.
     case documentDeleted(document: DocumentID)
 }
 
 /// Everything one commit (a group commit, a snapshot write or deletion, a document deletion) made
 /// durable and visible to reads, in the order it happened.
 public struct StoreCommit: Sendable {
+    /// What the commit did, in order.
     public let events: [StoreEvent]
 
     /// Ops the commit appended, all documents together.

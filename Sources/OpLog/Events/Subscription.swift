@@ -9,16 +9,19 @@ import Synchronization
 /// truncated away before it read it (`belowFloor`, with the snapshot hint), or when the document
 /// is deleted. Cancelling the consuming task ends it (`next()` returns nil).
 public struct OpSubscription: AsyncSequence, Sendable {
+    /// Each element is one stored op.
     public typealias Element = StoredOp
     let reader: Reader
     let document: DocumentID
     let from: Revision
     let bufferLimit: Int
 
+    /// An iterator from the subscription's revision on.
     public func makeAsyncIterator() -> Iterator {
         Iterator(reader: reader, document: document, next: from, bufferLimit: bufferLimit)
     }
 
+    /// Reads retained ops from the store, then live ones from the writer.
     public struct Iterator: AsyncIteratorProtocol {
         let reader: Reader
         let document: DocumentID
@@ -35,6 +38,7 @@ public struct OpSubscription: AsyncSequence, Sendable {
             inbox = reader.subscriptions.register(document, bufferLimit: bufferLimit)
         }
 
+        /// The next op; nil when the task is cancelled. Throws `closed`, `belowFloor` or the read's error.
         public mutating func next() async throws(OpLogError) -> StoredOp? {
             while true {
                 if batchIndex < batch.count {

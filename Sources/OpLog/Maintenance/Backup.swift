@@ -5,10 +5,13 @@ import OpLogStorage
 public struct BackupReport: Sendable {
     /// Bytes of the copied LMDB file and of the copied journal.
     public var dataFileBytes: Int
+    /// Bytes of the copied journal.
     public var journalBytes: Int
     /// The journal sequence LMDB's copy holds everything up to, and the journal records copied after it.
     public var appliedSequence: UInt64
+    /// Journal records copied after `appliedSequence`, and the ops they hold.
     public var journalRecords: Int
+    /// Ops in the copied journal records.
     public var journalOps: Int
 }
 

@@ -4,12 +4,19 @@ import OpLogStorage
 public struct StoreStatistics: Sendable {
     /// Size of `data.mdb` on disk as allocated, and as its apparent length.
     public var dataFileAllocatedBytes: Int
+    /// Apparent length of `data.mdb`.
     public var dataFileBytes: Int
+    /// Size of the journal file.
     public var journalBytes: Int
+    /// LMDB's current map size and page size.
     public var mapSizeBytes: Int
+    /// LMDB's page size.
     public var pageSizeBytes: Int
+    /// Pages up to LMDB's last used page, and how many of them are free.
     public var pagesUsed: Int
+    /// Pages on LMDB's free list (reused by later commits).
     public var freePages: Int
+    /// Documents in the store.
     public var documentCount: Int
     /// Reader slots left by killed processes that were cleared when this store opened.
     public var staleReadersClearedAtOpen: Int
@@ -35,12 +42,18 @@ extension Maintenance {
 
 /// Bytes stored per kind of record (values as stored: framed and compressed, keys included).
 public struct SpaceUsage: Sendable, Equatable {
+    /// Bytes of op chunks, snapshots, dedupe records and document records, keys included.
     public var opChunkBytes = 0
+    /// Bytes of snapshot records, keys included.
     public var snapshotBytes = 0
+    /// Bytes of dedupe records, keys included.
     public var dedupeBytes = 0
+    /// Bytes of document records, keys included.
     public var documentRecordBytes = 0
+    /// All of them together.
     public var total: Int { opChunkBytes + snapshotBytes + dedupeBytes + documentRecordBytes }
 
+    /// All zero.
     public init() {}
 }
 

@@ -2,10 +2,14 @@ import OpLogStorage
 
 /// One problem `verify` found.
 public struct VerificationProblem: Sendable, Equatable, CustomStringConvertible {
+    /// The damaged record.
     public var location: CorruptionLocation
+    /// What is wrong with it.
     public var detail: String
+    /// The location and the detail.
     public var description: String { "\(location): \(detail)" }
 
+    /// A problem at `location`.
     public init(location: CorruptionLocation, detail: String) {
         self.location = location
         self.detail = detail
@@ -14,14 +18,21 @@ public struct VerificationProblem: Sendable, Equatable, CustomStringConvertible 
 
 /// What `verify` checked and found.
 public struct VerificationReport: Sendable {
+    /// Every problem found, each naming its record.
     public var problems: [VerificationProblem] = []
+    /// Records checked, by kind.
     public var documentsChecked = 0
+    /// Op chunks checked.
     public var chunksChecked = 0
+    /// Ops in them.
     public var opsChecked = 0
+    /// Snapshot records checked.
     public var snapshotsChecked = 0
+    /// Dedupe records checked.
     public var dedupeRecordsChecked = 0
     /// Conditions that are not damage but deserve attention (files readable by other users).
     public var warnings: [String] = []
+    /// No problem found.
     public var isClean: Bool { problems.isEmpty }
 }
 

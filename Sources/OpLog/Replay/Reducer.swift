@@ -4,6 +4,7 @@
 /// A reducer runs outside LMDB transactions: replay reads a batch of ops, ends the read, then
 /// calls `apply`, so a slow reducer never pins LMDB pages.
 public protocol Reducer: Sendable {
+    /// The document state the reducer builds.
     associatedtype State
     /// The state before revision 1.
     func initialState() -> State

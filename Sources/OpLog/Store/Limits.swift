@@ -100,6 +100,8 @@ public enum Limits {
 
 /// The name of a limit, carried by `OpLogError.limitExceeded`.
 public enum LimitName: String, Sendable, Equatable {
+    /// `Limits.documentIDBytesMax`, `authorBytesMax`, `payloadBytesMax`, `opsPerAppendMax`, `opsPerBatchMax`, `documentsPerBatchMax`, `batchPayloadBytesMax`.
     case documentIDBytes, authorBytes, payloadBytes, opsPerAppend, opsPerBatch, documentsPerBatch, batchPayloadBytes
+    /// `Limits.snapshotBytesMax`, `readOpsMax`, `listDocumentsMax`.
     case snapshotBytes, readOps, listDocuments
 }

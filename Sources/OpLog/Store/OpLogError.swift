@@ -4,15 +4,19 @@ import OpLogStorage
 public struct CorruptionLocation: Sendable, Equatable, CustomStringConvertible {
     /// Which part of the store: `ops`, `snapshots`, `documents`, `dedupe`, `meta`, `journal`, `lmdb`.
     public var area: String
+    /// The document the damaged record belongs to, when known.
     public var document: DocumentID?
+    /// The revision the damaged record is keyed by, when known.
     public var revision: Revision?
 
+    /// A location in `area`, optionally naming the document and revision.
     public init(area: String, document: DocumentID? = nil, revision: Revision? = nil) {
         self.area = area
         self.document = document
         self.revision = revision
     }
 
+    /// The area, document and revision, for messages.
     public var description: String {
         var text = area
         if let document { text += " document '\(document)'" }
@@ -45,10 +49,13 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The snapshot at `revision` covers the truncation floor; deleting it would leave retained
     /// revisions unreplayable.
     case snapshotProtected(document: DocumentID, revision: Revision)
+    /// No snapshot of the document at that revision.
     case snapshotNotFound(document: DocumentID, revision: Revision)
+    /// The document has no ops (a truncation or snapshot of it was asked for).
     case documentNotFound(DocumentID)
     /// A documented limit (see `Limits`) was exceeded.
     case limitExceeded(LimitName, value: Int, maximum: Int)
+    /// An argument outside what the call accepts; the text says which.
     case invalidArgument(String)
     /// Stored bytes failed their checksum or do not decode: the named record is damaged.
     case corruption(CorruptionLocation, detail: String)
@@ -67,6 +74,7 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     case alreadyOpenInThisProcess(path: String)
     /// The store was opened read-only.
     case readOnly
+    /// The store was closed.
     case closed
     /// An I/O failure left the in-memory state uncertain; close and reopen the store.
     case reopenRequired(reason: String)
@@ -77,6 +85,7 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Replay: the reducer could not decode the snapshot at `revision`.
     case snapshotUndecodable(document: DocumentID, revision: Revision, detail: String)
 
+    /// What happened, to which document and revision; never payload bytes.
     public var description: String {
         switch self {
         case .conflict(let document, let expected, let actual):
@@ -140,6 +149,7 @@ public struct StorageFailure: Sendable, Equatable, CustomStringConvertible {
     public let call: String
     /// The code LMDB or the operating system returned (an `MDB_*` code or an errno), if any.
     public let code: Int32?
+    /// The failing call and its code's meaning.
     public let description: String
 }
 

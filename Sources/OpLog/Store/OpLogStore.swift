@@ -27,6 +27,7 @@ import OpLogStorage
 public final class OpLogStore: Sendable {
     /// The directory holding `data.mdb`, `lock.mdb`, `journal` and `oplog.lock`.
     public let directory: String
+    /// The options it was opened with.
     public let options: StoreOptions
     let context: StoreContext
     let reader: Reader

@@ -20,6 +20,7 @@ public enum Durability: String, Sendable, CaseIterable {
 
 /// Options for opening a store. Every field has a documented default and bound.
 public struct StoreOptions: Sendable {
+    /// What a crash may lose; `full` by default (see `Durability`).
     public var durability: Durability = .full
     /// Map size LMDB starts with. Grown (doubled) on demand up to `mapSizeMaximumBytes`.
     public var mapSizeInitialBytes: Int = 64 << 20
@@ -48,6 +49,7 @@ public struct StoreOptions: Sendable {
     public var groupCommitMaxBytes: Int = 8 << 20
     /// Open without writing: no journal apply, no appends. Other processes may write meanwhile.
     public var readOnly: Bool = false
+    /// Where the store logs (swift-log).
     public var logger: Logger = Logger(label: "oplog")
     /// The wall clock the store reads all its time from: op server times, snapshot and store
     /// creation times, and (through `CompactionScheduler`) the compaction age triggers and waits.
@@ -60,6 +62,7 @@ public struct StoreOptions: Sendable {
     /// Permissions of a store directory the store creates (and of backup directories).
     public var directoryPermissions: UInt32 = 0o700
 
+    /// The defaults documented on each field.
     public init() {}
 
     func validate() throws(OpLogError) {

@@ -4,6 +4,7 @@ public typealias Revision = UInt64
 
 /// A document's identifier: 1 to `Limits.documentIDBytesMax` UTF-8 bytes, no NUL byte.
 public struct DocumentID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// The ID as text.
     public let value: String
     let utf8: [UInt8]
 
@@ -30,17 +31,24 @@ public struct DocumentID: Hashable, Comparable, Sendable, CustomStringConvertibl
         self = id
     }
 
+    /// The ID as text.
     public var description: String { value }
+    /// Byte order of the UTF-8 bytes, the order `documents(after:limit:)` lists.
     public static func < (lhs: DocumentID, rhs: DocumentID) -> Bool { lhs.utf8.lexicographicallyPrecedes(rhs.utf8) }
+    /// Equal when the UTF-8 bytes are.
     public static func == (lhs: DocumentID, rhs: DocumentID) -> Bool { lhs.utf8 == rhs.utf8 }
+    /// Hashes the UTF-8 bytes.
     public func hash(into hasher: inout Hasher) { hasher.combine(utf8) }
 }
 
 /// A client-chosen 16-byte operation ID, used to recognise retries.
 public struct OpID: Hashable, Sendable, CustomStringConvertible {
+    /// The first 8 bytes, big-endian.
     public let high: UInt64
+    /// The last 8 bytes, big-endian.
     public let low: UInt64
 
+    /// An ID from its two halves.
     public init(high: UInt64, low: UInt64) {
         self.high = high
         self.low = low
@@ -57,6 +65,7 @@ public struct OpID: Hashable, Sendable, CustomStringConvertible {
         (0..<8).map { UInt8(truncatingIfNeeded: high >> (56 - 8 * $0)) } + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * $0)) }
     }
 
+    /// The 16 bytes as 32 lowercase hex digits.
     public var description: String { bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined() }
 }
 
@@ -71,6 +80,7 @@ public struct NewOp: Sendable, Equatable {
     /// The operation itself, opaque to the store (up to `Limits.payloadBytesMax` bytes).
     public var payload: [UInt8]
 
+    /// An op to append.
     public init(opID: OpID, author: [UInt8], clientTimeMilliseconds: Int64? = nil, payload: [UInt8]) {
         self.opID = opID
         self.author = author
@@ -81,14 +91,20 @@ public struct NewOp: Sendable, Equatable {
 
 /// An op as stored: the submitted fields plus its revision and server timestamp.
 public struct StoredOp: Sendable, Equatable {
+    /// The revision the store assigned.
     public var revision: Revision
+    /// The client's ID, as submitted.
     public var opID: OpID
+    /// The author, as submitted.
     public var author: [UInt8]
+    /// The client's clock, as submitted (audit only).
     public var clientTimeMilliseconds: Int64?
     /// Assigned by the store at acceptance (milliseconds since 1970); never decreases within a document.
     public var serverTimeMilliseconds: Int64
+    /// The op, as submitted.
     public var payload: [UInt8]
 
+    /// A stored op (for reducers' tests and tools).
     public init(
         revision: Revision, opID: OpID, author: [UInt8], clientTimeMilliseconds: Int64?, serverTimeMilliseconds: Int64, payload: [UInt8]
     ) {
@@ -103,7 +119,9 @@ public struct StoredOp: Sendable, Equatable {
 
 /// Ops for one document inside an append or a multi-document batch.
 public struct DocumentAppend: Sendable {
+    /// The document appended to.
     public var document: DocumentID
+    /// The ops, in the order they get revisions.
     public var ops: [NewOp]
     /// If set, the append fails with `OpLogError.conflict` unless the head equals this revision.
     public var expectedHead: Revision?
@@ -114,6 +132,7 @@ public struct DocumentAppend: Sendable {
     /// Without it, retries are recognised within the dedupe window (`StoreOptions`).
     public var basedOn: Revision?
 
+    /// Ops for one document, with an optional expected head and base revision.
     public init(document: DocumentID, ops: [NewOp], expectedHead: Revision? = nil, basedOn: Revision? = nil) {
         self.document = document
         self.ops = ops
@@ -130,6 +149,7 @@ public struct AppendResult: Sendable, Equatable {
     /// revisions they got the first time.
     public var wasRetry: Bool
 
+    /// A result with these revisions.
     public init(revisions: [Revision], wasRetry: Bool) {
         self.revisions = revisions
         self.wasRetry = wasRetry
@@ -138,14 +158,19 @@ public struct AppendResult: Sendable, Equatable {
 
 /// A stored snapshot: opaque state bytes of a document as of `revision`.
 public struct Snapshot: Sendable, Equatable {
+    /// The revision whose state the bytes hold.
     public var revision: Revision
+    /// When it was stored (the store's clock, milliseconds since 1970).
     public var createdAtMilliseconds: Int64
+    /// The reducer's encoded state.
     public var bytes: [UInt8]
 }
 
 /// A snapshot's identity and size, without its bytes.
 public struct SnapshotInfo: Sendable, Equatable {
+    /// The revision whose state it holds.
     public var revision: Revision
+    /// When it was stored (the store's clock, milliseconds since 1970).
     public var createdAtMilliseconds: Int64
     /// The snapshot's own length (before compression).
     public var sizeBytes: Int
@@ -155,6 +180,7 @@ public struct SnapshotInfo: Sendable, Equatable {
 
 /// A document's figures.
 public struct DocumentInfo: Sendable, Equatable {
+    /// The document.
     public var id: DocumentID
     /// Highest revision (0 for none).
     public var head: Revision
@@ -165,6 +191,7 @@ public struct DocumentInfo: Sendable, Equatable {
     /// Bytes of retained ops as stored (after compression and framing), plus ops not yet moved into
     /// LMDB counted as their journal encoding.
     public var storedBytes: Int
+    /// Its snapshots, oldest first.
     public var snapshots: [SnapshotInfo]
     /// Server time of the newest op (0 for none).
     public var lastServerTimeMilliseconds: Int64

@@ -161,11 +161,14 @@ final class Writer: @unchecked Sendable {
 public struct WriterCounters: Sendable, Equatable {
     /// Group commits (journal records) written, and the ops they carried.
     public var groupCommits = 0
+    /// Ops those group commits carried.
     public var opsCommitted = 0
     /// Time spent in the journal's sync calls.
     public var syncNanoseconds: UInt64 = 0
     /// Journal applies into LMDB, and all LMDB write transactions (applies, snapshots, deletions).
     public var journalApplies = 0
+    /// LMDB write transactions: applies, snapshot writes and deletions.
     public var lmdbCommits = 0
+    /// Time spent in them.
     public var lmdbCommitNanoseconds: UInt64 = 0
 }
