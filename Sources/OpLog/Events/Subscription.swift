@@ -111,6 +111,7 @@ final class SubscriptionInbox: Sendable {
 
     /// Called by the writer thread with newly durable ops (consecutive revisions).
     func deliver(_ ops: [StoredOp]) {
+        assert(zip(ops, ops.dropFirst()).allSatisfy { $0.revision + 1 == $1.revision }, "a delivery of ops that are not consecutive")
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard !state.cancelled else { return nil }
             if !state.overflowed {

@@ -96,7 +96,7 @@ final class Journal {
                         CorruptionLocation(area: "journal"),
                         detail:
                             "record \(expected) at offset \(offset) is damaged (\(reason)) and acknowledged record "
-                                + "\(expected + 1) follows at offset \(next)"
+                            + "\(expected + 1) follows at offset \(next)"
                     )
                 }
                 contents.tornTail = "\(reason) at offset \(offset)"
@@ -173,6 +173,11 @@ final class Journal {
     /// `.noSpace` it may go on: only the write ran out of space, and its partial frame was cut off
     /// (never synced, so a crash can at most leave a torn tail, which recovery drops).
     func append(_ frame: [UInt8], sync: Bool) throws(AppendFailure) {
+        assert(frame.count >= JournalCoding.frameHeaderSize, "a journal frame shorter than its header")
+        assert(
+            frame.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self) } == nextSequence.littleEndian,
+            "a journal record numbered other than the journal's next sequence \(nextSequence)")
+        assert(endOffset >= JournalCoding.fileHeaderSize && nextSequence >= baseSequence, "journal position before its header or base")
         do throws(StorageError) {
             try file.write(frame, at: endOffset)
         } catch {

@@ -79,6 +79,7 @@ final class Reader: Sendable {
 
     /// The views recovery rebuilt from the journal.
     func install(_ views: [DocumentID: DocumentView]) {
+        assert(views.values.allSatisfy { $0.floor >= 1 && $0.floor <= $0.head + 1 }, "a recovered view with its floor outside 1...head+1")
         state.withLock { $0.documents = views }
     }
 

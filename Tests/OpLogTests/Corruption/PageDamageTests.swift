@@ -101,8 +101,9 @@ import Testing
                 figures.noEffect += 1
             } else {
                 Issue.record(
-                    Comment(rawValue: "\(context): the reads \(readsAllRight ? "were right" : "failed") but verify exited \(verify.status): "
-                        + "\(verify.output.suffix(400))")
+                    Comment(
+                        rawValue: "\(context): the reads \(readsAllRight ? "were right" : "failed") "
+                            + "but verify exited \(verify.status): \(verify.output.suffix(400))")
                 )
             }
         }

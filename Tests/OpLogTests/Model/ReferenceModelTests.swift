@@ -15,7 +15,7 @@ import Testing
 @Suite struct ReferenceModelTests {
     @Test func randomOperationsMatchTheModel() async throws {
         let seed = ProcessInfo.processInfo.environment["OPLOG_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
-        let runs = longTests ? 100 : 20
+        let runs = longTests ? 100 : 20  // of 500 steps each
         let stepsPerRun = 500
         var random = SplitMix64(seed: seed)
         var counts: [String: Int] = [:]

@@ -243,7 +243,8 @@ import Testing
         let synchronous = { () throws -> SpaceUsage in try store.spaceUsage() }
         #expect(usage == (try synchronous()) && usage.opChunkBytes + usage.snapshotBytes > 0)
         let copied: BackupReport = try await store.backup(to: backup.path)
-        #expect(copied.journalOps == 2 && copied.journalRecords == 1, "\(copied)")
+        // The checkpoint above applied the journal: the copy's ops are all in the data file.
+        #expect(copied.journalOps == 0 && copied.journalRecords == 0 && copied.dataFileBytes > 0, "\(copied)")
         try await store.close()
         _ = try await OpLogStore.restore(from: backup.path, to: restored.path)
         var readOnly = StoreOptions()
