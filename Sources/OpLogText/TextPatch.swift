@@ -37,6 +37,25 @@ public struct TextPatch: Sendable, Equatable {
         var parser = PatchParser(bytes: bytes)
         self = try parser.parse()
     }
+
+    /// Parses an op payload: either one patch object (what `jsonBytes()` writes) or a JSON array of
+    /// them, `[{"p":…,"d":…,"i":…},…]`, applied in order (the editor server stores one submit that
+    /// way). An empty array is a valid payload that changes nothing.
+    public static func parseList(json bytes: [UInt8]) throws(TextPatchError) -> [TextPatch] {
+        var parser = PatchParser(bytes: bytes)
+        return try parser.parseOneOrMany()
+    }
+
+    /// The patches as one JSON array of `jsonBytes()` objects, without spaces: `[{…},{…}]`.
+    public static func jsonBytes(_ patches: [TextPatch]) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        for (index, patch) in patches.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out += patch.jsonBytes()
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
+    }
 }
 
 public struct TextPatchError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -50,8 +69,44 @@ private struct PatchParser {
     var index = 0
 
     mutating func parse() throws(TextPatchError) -> TextPatch {
+        let patch = try object()
+        guard index == bytes.count else { throw TextPatchError(detail: "trailing bytes after the patch") }
+        return patch
+    }
+
+    /// One object (parsed exactly as `parse()` does), or `[` objects separated by `,` `]`;
+    /// whitespace is allowed only inside and after the array, since neither format writes any.
+    mutating func parseOneOrMany() throws(TextPatchError) -> [TextPatch] {
+        guard index < bytes.count, bytes[index] == UInt8(ascii: "[") else { return [try parse()] }
+        index += 1
+        var patches: [TextPatch] = []
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+        } else {
+            while true {
+                skipWhitespace()
+                patches.append(try object())
+                skipWhitespace()
+                if try comma() { continue }
+                try expect("]")
+                break
+            }
+        }
+        skipWhitespace()
+        guard index == bytes.count else { throw TextPatchError(detail: "trailing bytes after the patch list") }
+        return patches
+    }
+
+    mutating func skipWhitespace() {
+        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+    }
+
+    mutating func object() throws(TextPatchError) -> TextPatch {
         try expect("{")
-        var position: Int?, deleted: Int?, inserted: String?
+        var position: Int?
+        var deleted: Int?
+        var inserted: String?
         repeat {
             let key = try string()
             try expect(":")
@@ -63,25 +118,33 @@ private struct PatchParser {
             }
         } while try comma()
         try expect("}")
-        guard index == bytes.count else { throw TextPatchError(detail: "trailing bytes after the patch") }
         guard let position, let deleted, let inserted else { throw TextPatchError(detail: "a patch needs p, d and i") }
         return TextPatch(position: position, deleted: deleted, inserted: inserted)
     }
 
     mutating func expect(_ character: Character) throws(TextPatchError) {
-        guard index < bytes.count, bytes[index] == character.asciiValue else { throw TextPatchError(detail: "expected '\(character)' at \(index)") }
+        guard index < bytes.count, bytes[index] == character.asciiValue else {
+            throw TextPatchError(detail: "expected '\(character)' at \(index)")
+        }
         index += 1
     }
 
     mutating func comma() throws(TextPatchError) -> Bool {
         guard index < bytes.count else { throw TextPatchError(detail: "unexpected end") }
-        if bytes[index] == UInt8(ascii: ",") { index += 1; return true }
+        if bytes[index] == UInt8(ascii: ",") {
+            index += 1
+            return true
+        }
         return false
     }
 
     mutating func integer() throws(TextPatchError) -> Int {
         let start = index
-        while index < bytes.count, bytes[index] >= 0x30 && bytes[index] <= 0x39 || (index == start && bytes[index] == UInt8(ascii: "-")) { index += 1 }
+        while index < bytes.count,
+            bytes[index] >= 0x30 && bytes[index] <= 0x39 || (index == start && bytes[index] == UInt8(ascii: "-"))
+        {
+            index += 1
+        }
         guard index - start <= 18, let value = Int(String(decoding: bytes[start..<index], as: UTF8.self)) else {
             throw TextPatchError(detail: "expected an integer at \(start)")
         }
@@ -98,7 +161,10 @@ private struct PatchParser {
                 guard let text = String(validating: out, as: UTF8.self) else { throw TextPatchError(detail: "string is not UTF-8") }
                 return text
             }
-            guard byte == UInt8(ascii: "\\") else { out.append(byte); continue }
+            guard byte == UInt8(ascii: "\\") else {
+                out.append(byte)
+                continue
+            }
             guard index < bytes.count else { break }
             let escape = bytes[index]
             index += 1
@@ -110,7 +176,9 @@ private struct PatchParser {
             case UInt8(ascii: "f"): out.append(0x0C)
             case UInt8(ascii: "/"), UInt8(ascii: "\\"), UInt8(ascii: "\""): out.append(escape)
             case UInt8(ascii: "u"):
-                guard index + 4 <= bytes.count, let code = UInt32(String(decoding: bytes[index..<(index + 4)], as: UTF8.self), radix: 16) else {
+                guard index + 4 <= bytes.count,
+                    let code = UInt32(String(decoding: bytes[index..<(index + 4)], as: UTF8.self), radix: 16)
+                else {
                     throw TextPatchError(detail: "bad \\u escape")
                 }
                 index += 4
@@ -118,8 +186,9 @@ private struct PatchParser {
                 if (0xD800..<0xDC00).contains(code) {
                     // A surrogate pair: the low half follows as another \u escape.
                     guard index + 6 <= bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u"),
-                          let low = UInt32(String(decoding: bytes[(index + 2)..<(index + 6)], as: UTF8.self), radix: 16),
-                          (0xDC00..<0xE000).contains(low) else { throw TextPatchError(detail: "unpaired surrogate") }
+                        let low = UInt32(String(decoding: bytes[(index + 2)..<(index + 6)], as: UTF8.self), radix: 16),
+                        (0xDC00..<0xE000).contains(low)
+                    else { throw TextPatchError(detail: "unpaired surrogate") }
                     index += 6
                     scalarValue = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
                 }
