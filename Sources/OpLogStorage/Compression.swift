@@ -13,28 +13,10 @@ public enum Zlib {
         bytes.withUnsafeBytes { crc32($0, seed: seed) }
     }
 
-    /// Compresses `input` into a zlib stream (RFC 1950) at `level` (1–9).
+    /// Compresses `input` into a zlib stream (RFC 1950) at `level` (1–9), with a stream of its own
+    /// (for repeated calls, keep a `Deflater`).
     public static func compress(_ input: [UInt8], level: Int32) throws(StorageError) -> [UInt8] {
-        var stream = z_stream()
-        var code = deflateInit_(&stream, level, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
-        guard code == Z_OK else { throw StorageError(.compression("deflateInit returned \(code)"), call: .deflate) }
-        defer { deflateEnd(&stream) }
-        let bound = Int(deflateBound(&stream, UInt(input.count)))
-        var output = [UInt8](repeating: 0, count: bound)
-        var written = 0
-        input.withUnsafeBytes { inBytes in
-            output.withUnsafeMutableBytes { outBytes in
-                stream.next_in = UnsafeMutablePointer(mutating: inBytes.bindMemory(to: Bytef.self).baseAddress)
-                stream.avail_in = UInt32(inBytes.count)
-                stream.next_out = outBytes.bindMemory(to: Bytef.self).baseAddress
-                stream.avail_out = UInt32(outBytes.count)
-                code = deflate(&stream, Z_FINISH)
-                written = Int(stream.total_out)
-            }
-        }
-        guard code == Z_STREAM_END else { throw StorageError(.compression("deflate returned \(code)"), call: .deflate) }
-        output.removeSubrange(written...)
-        return output
+        try Deflater(level: level).compress(input)
     }
 
     /// Decompresses a zlib stream that must inflate to exactly `expectedCount` bytes.
@@ -117,5 +99,67 @@ extension Zlib {
         }
         if let failure { throw failure }
         return output
+    }
+}
+
+/// A deflate stream kept for reuse: `deflateInit` allocates about 256 KiB of zlib state (more at
+/// higher levels), which glibc serves with `mmap` and returns with `munmap`/`madvise` when freed,
+/// so compressing every journal record with a fresh stream cost two system calls and a page-fault
+/// storm per group commit. One `Deflater` initialises once and calls `deflateReset` per use.
+///
+/// Not `Sendable`: one owner (the store's writer thread) uses it, one call at a time.
+public final class Deflater {
+    /// The zlib level (1–9) every call compresses at.
+    public let level: Int32
+    /// Heap-allocated so that its address never changes: zlib's state points back at its stream
+    /// and refuses a stream that moved.
+    private let stream: UnsafeMutablePointer<z_stream>
+    /// The output buffer, grown to the largest `deflateBound` seen and kept.
+    private var output: [UInt8] = []
+
+    /// Initialises a stream at `level` (1–9).
+    public init(level: Int32) throws(StorageError) {
+        precondition((1...9).contains(level), "a deflate level outside 1...9")
+        self.level = level
+        stream = .allocate(capacity: 1)
+        stream.initialize(to: z_stream())
+        let code = deflateInit_(stream, level, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+        guard code == Z_OK else {
+            stream.deinitialize(count: 1)
+            stream.deallocate()
+            throw StorageError(.compression("deflateInit returned \(code)"), call: .deflate)
+        }
+    }
+
+    deinit {
+        deflateEnd(stream)
+        stream.deinitialize(count: 1)
+        stream.deallocate()
+    }
+
+    /// Compresses `input` into one zlib stream (RFC 1950), byte-for-byte what `Zlib.compress`
+    /// writes at the same level.
+    public func compress(_ input: [UInt8]) throws(StorageError) -> [UInt8] {
+        var code = deflateReset(stream)
+        guard code == Z_OK else { throw StorageError(.compression("deflateReset returned \(code)"), call: .deflate) }
+        let bound = Int(deflateBound(stream, UInt(input.count)))
+        if output.count < bound { output = [UInt8](repeating: 0, count: bound) }
+        var written = 0
+        input.withUnsafeBytes { inBytes in
+            output.withUnsafeMutableBytes { outBytes in
+                stream.pointee.next_in = UnsafeMutablePointer(mutating: inBytes.bindMemory(to: Bytef.self).baseAddress)
+                stream.pointee.avail_in = UInt32(inBytes.count)
+                stream.pointee.next_out = outBytes.bindMemory(to: Bytef.self).baseAddress
+                stream.pointee.avail_out = UInt32(bound)
+                code = deflate(stream, Z_FINISH)
+                written = Int(stream.pointee.total_out)
+            }
+        }
+        // The stream no longer points into buffers that are about to go away.
+        stream.pointee.next_in = nil
+        stream.pointee.next_out = nil
+        guard code == Z_STREAM_END else { throw StorageError(.compression("deflate returned \(code)"), call: .deflate) }
+        assert(written <= bound, "deflate wrote past deflateBound")
+        return Array(output[0..<written])
     }
 }

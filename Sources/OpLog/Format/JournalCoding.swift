@@ -133,11 +133,17 @@ package enum JournalCoding {
     }
 
     package static func encodeFrame(_ record: JournalRecord, compressionLevel: Int32) throws(StorageError) -> Frame {
+        try encodeFrame(record, deflater: compressionLevel > 0 ? Deflater(level: compressionLevel) : nil)
+    }
+
+    /// Frames a record, compressing its body with `deflater` (nil: never) if the body is at least
+    /// `Limits.journalCompressionThresholdBytes` long and compression saves at least 1/16.
+    package static func encodeFrame(_ record: JournalRecord, deflater: Deflater?) throws(StorageError) -> Frame {
         let body = encodeBody(record.entries)
         var codec = Codec.raw
         var stored = body
-        if compressionLevel > 0, body.count >= RecordFrame.compressionThresholdBytes {
-            let compressed = try Zlib.compress(body, level: compressionLevel)
+        if let deflater, body.count >= Limits.journalCompressionThresholdBytes {
+            let compressed = try deflater.compress(body)
             if compressed.count + body.count / 16 < body.count {
                 codec = .zlib
                 stored = compressed

@@ -33,10 +33,16 @@ package enum RecordFrame {
 
     /// Frames `body` for storage under `key`, compressing it when that saves space.
     package static func encode(kind: RecordKind, key: [UInt8], body: [UInt8], compressionLevel: Int32) throws(StorageError) -> [UInt8] {
+        try encode(kind: kind, key: key, body: body, deflater: compressionLevel > 0 ? Deflater(level: compressionLevel) : nil)
+    }
+
+    /// Frames `body` for storage under `key`, compressing it with `deflater` (nil: never) when that
+    /// saves space. The writer passes the one it keeps, so a chunk costs no stream initialisation.
+    package static func encode(kind: RecordKind, key: [UInt8], body: [UInt8], deflater: Deflater?) throws(StorageError) -> [UInt8] {
         var codec = Codec.raw
         var stored = body
-        if compressionLevel > 0, body.count >= compressionThresholdBytes {
-            let compressed = try Zlib.compress(body, level: compressionLevel)
+        if let deflater, body.count >= compressionThresholdBytes {
+            let compressed = try deflater.compress(body)
             // Keep raw unless compression saves at least 1/16: decompressing costs on every read.
             if compressed.count + body.count / 16 < body.count {
                 codec = .zlib

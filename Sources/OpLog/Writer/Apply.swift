@@ -96,7 +96,7 @@ extension Writer {
             let chunk = retained[start..<end]
             let key = KeyCoding.revisionKey(document, retained[start].revision)
             let value = try RecordFrame.encode(
-                kind: .opChunk, key: key, body: OpChunkRecord.encode(chunk), compressionLevel: options.compressionLevel)
+                kind: .opChunk, key: key, body: OpChunkRecord.encode(chunk), deflater: deflater(level: options.compressionLevel))
             try txn.put(tables.ops, key: key, value: value)
             record.chunkBytes += UInt64(value.count)
             start = end

@@ -76,7 +76,8 @@ extension Writer {
         guard let journal else { throw poison("the journal is not open") }
         let record = JournalRecord(sequence: journal.nextSequence, entries: entries)
         let frame: JournalCoding.Frame
-        do { frame = try JournalCoding.encodeFrame(record, compressionLevel: options.journalCompressionLevel) } catch {
+        let deflater = try deflater(level: options.journalCompressionLevel)
+        do { frame = try JournalCoding.encodeFrame(record, deflater: deflater) } catch {
             throw OpLogError(error)
         }
         // The reader refuses records whose stored or raw length exceeds the limit; never write one.

@@ -30,6 +30,9 @@ final class Writer: @unchecked Sendable {
     var lmdbUsedBytes = 0
     /// Set when an I/O failure left the journal uncertain; every later write fails with it.
     var failure: OpLogError?
+    /// Deflate streams kept per level (journal records, op chunks), so that a group commit or an
+    /// apply never initialises one: see `Deflater`.
+    private var deflaters: [Int32: Deflater] = [:]
     /// The writer thread, once started.
     private var thread: pthread_t?
 
@@ -48,6 +51,20 @@ final class Writer: @unchecked Sendable {
     /// or during open before that thread exists.
     func assertOnWriterThread(_ function: StaticString = #function) {
         assert(thread.map { pthread_equal($0, pthread_self()) != 0 } ?? true, "\(function) ran off the writer thread")
+    }
+
+    /// The kept deflate stream for `level`, or nil for level 0 (store raw).
+    func deflater(level: Int32) throws(OpLogError) -> Deflater? {
+        assertOnWriterThread()
+        guard level > 0 else { return nil }
+        if let kept = deflaters[level] { return kept }
+        do {
+            let made = try Deflater(level: level)
+            deflaters[level] = made
+            return made
+        } catch {
+            throw OpLogError(error)
+        }
     }
 
     // MARK: - Submitting work
