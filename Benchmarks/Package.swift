@@ -20,21 +20,28 @@ let package = Package(
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CZlibBench", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // The engine protocol, the three baselines and the two candidate layouts (zlib: lmdb-log);
+        // Debian's libleveldb-dev ships no pkg-config file: the module map links "leveldb" by name.
+        .systemLibrary(name: "CLevelDB", providers: [.apt(["libleveldb-dev"])]),
+        // The sync ceiling: a plain C write + fdatasync loop, so no Swift or engine cost is in it.
+        .target(name: "CSyncCeiling"),
+        // The engine protocol, the four baselines and the two candidate layouts (zlib: lmdb-log);
         // TextBuffer/TextPatch for the baselines' replay (W3).
         .target(
             name: "WorkloadEngines",
-            dependencies: ["CLMDBBench", "CRocksDB", "CSQLite", "CZlibBench", .product(name: "OpLogText", package: "OpLog")]),
+            dependencies: [
+                "CLMDBBench", "CRocksDB", "CLevelDB", "CSQLite", "CZlibBench", .product(name: "OpLogText", package: "OpLog"),
+            ]),
         // OpLog itself behind the same protocol.
         .target(
             name: "OpLogEngine",
             dependencies: ["WorkloadEngines", .product(name: "OpLogText", package: "OpLog"), .product(name: "OpLog", package: "OpLog")]),
-        // The driver: traces, workloads W1/W2/W3, measurement and reports.
+        // The driver: traces, workloads W1/W2/W3 and the sync ceiling, measurement and reports.
         .executableTarget(
             name: "workloads",
             dependencies: [
                 "WorkloadEngines",
                 "OpLogEngine",
+                "CSyncCeiling",
                 .product(name: "OpLogText", package: "OpLog"),
                 "CZlibBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

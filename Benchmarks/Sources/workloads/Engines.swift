@@ -19,6 +19,7 @@ enum Engines {
         EngineFactory(name: "lmdb-log") { path, _ in try LMDBLogEngine(path: path) },
         EngineFactory(name: "sqlite") { path, _ in try SQLiteEngine(directory: path) },
         EngineFactory(name: "rocksdb") { path, _ in try RocksDBEngine(path: path) },
+        EngineFactory(name: "leveldb") { path, _ in try LevelDBEngine(path: path) },
     ]
 
     static func named(_ names: [String]) throws -> [EngineFactory] {

@@ -9,7 +9,12 @@ struct WorkloadsCommand: ParsableCommand {
         discussion: "Result rows go to stdout as JSON lines (medians across runs); progress goes to stderr."
     )
 
-    @Option(help: "Workloads to run, comma-separated: W1 (concurrent writers), W2 (batched commits), W3 (replay: opening documents).")
+    @Option(
+        help: """
+            Workloads to run, comma-separated: W1 (concurrent writers), W2 (batched commits), W3 (replay: opening documents), \
+            sync-ceiling (a C write + fdatasync loop, no engine; W1 measures it before and after its runs anyway).
+            """
+    )
     var workload = "W1,W2,W3"
     @Option(help: "W1: concurrent writer threads to sweep.")
     var writers = "1,8,64"
@@ -22,9 +27,10 @@ struct WorkloadsCommand: ParsableCommand {
     @Flag(help: "64k ops per workload run instead of 512k.")
     var quick = false
     @Option(
-        help:
-            "W1: off (the harness snapshots for every engine), on (OpLog runs its CompactionScheduler instead), or off,on "
-                + "(both, side by side)."
+        help: """
+            W1: off (the harness snapshots for every engine), on (OpLog runs its CompactionScheduler instead), \
+            or off,on (both, side by side).
+            """
     )
     var compaction = "off"
     @Option(help: "W3: opens per document at head, and as many at random past revisions.")
@@ -35,6 +41,8 @@ struct WorkloadsCommand: ParsableCommand {
     var ops: Int?
     @Option(help: "Seed for op IDs, authors and the generated fallback trace.")
     var seed: UInt64 = 42
+    @Option(help: "sync-ceiling (and W1's ceilings): write + fdatasync rounds per loop, 100 bytes each.")
+    var syncs = 3_000
     @Option(help: "Parent of the per-run store directories; must be a real disk (default /var/tmp).")
     var dir = "/var/tmp"
     @Option(help: "Folder of the *.json.gz traces (default: ../shared/traces from the repository root).")
@@ -47,10 +55,13 @@ struct WorkloadsCommand: ParsableCommand {
     var plot: String?
 
     func run() throws {
-        let workloads = try list(workload).map { name in
+        let names = try list(workload)
+        let ceilingRequested = names.contains { $0.lowercased() == SyncCeiling.workloadName }
+        let workloads = try names.filter { $0.lowercased() != SyncCeiling.workloadName }.map { name in
             guard let workload = Workload(rawValue: name.uppercased()) else { throw ValidationError("unknown workload \(name)") }
             return workload
         }
+        guard syncs >= 1 else { throw ValidationError("--syncs must be at least 1") }
         let factories = try Engines.named(list(engines))
         let writerCounts = try list(writers).map(positive)
         let batchSizes = try list(batch).map(positive)
@@ -68,6 +79,15 @@ struct WorkloadsCommand: ParsableCommand {
         try StoreDirectory.requireRealDisk(dir)
         let parent = try StoreDirectory.makeUnique(in: dir, prefix: "oplog-workloads")
         defer { if !keep { try? FileManager.default.removeItem(atPath: parent) } }
+        if workloads.isEmpty {
+            // sync-ceiling alone: no engine, no plan, no CSV.
+            print(try SyncCeiling.measure(phase: "alone", in: parent, syncs: syncs).jsonLine)
+            return
+        }
+        // Before the first run and after the last, on the same disk: W1's appends/s can then be
+        // divided by the ceiling of the same invocation, and the two show how much the disk drifted.
+        let measuresCeiling = ceilingRequested || workloads.contains(.w1)
+        let ceilingBefore = measuresCeiling ? try SyncCeiling.measure(phase: "before", in: parent, syncs: syncs) : nil
 
         let configurations = plans.flatMap { plan -> [(WorkloadPlan, Int, Int, Bool)] in
             switch plan.workload {
@@ -89,13 +109,12 @@ struct WorkloadsCommand: ParsableCommand {
                     let result = try Runner.measure(
                         factory, plan: plan, writers: writerCount, batch: batchSize, compaction: compacts, directory: store)
                     figures[configIndex * factories.count + engineIndex].append(result)
-                    progress(
-                        "run \(run)/\(runs) \(plan.workload.rawValue) writers=\(writerCount) batch=\(batchSize) "
-                            + (plan.workload == .w1 ? "compaction=\(compacts ? "on" : "off") " : "")
-                            + "\(factory.name): \(Int(Double(plan.totalOps) / result.seconds)) ops/s, "
-                            + "p99 \(Int(result.p99Micros)) us, "
-                            + "wa \(String(format: "%.2f", result.writeBytes / Double(plan.opBytes + result.work.snapshotBytes))), "
-                            + "\(String(format: "%.1f", result.seconds)) s")
+                    let compaction = plan.workload == .w1 ? "compaction=\(compacts ? "on" : "off") " : ""
+                    let rate = Int(Double(plan.totalOps) / result.seconds)
+                    let writeAmplification = result.writeBytes / Double(plan.opBytes + result.work.snapshotBytes)
+                    let configuration = "\(plan.workload.rawValue) writers=\(writerCount) batch=\(batchSize) \(compaction)"
+                    let figures = "\(rate) ops/s, p99 \(Int(result.p99Micros)) us, wa \(String(format: "%.2f", writeAmplification))"
+                    progress("run \(run)/\(runs) \(configuration)\(factory.name): \(figures), \(String(format: "%.1f", result.seconds)) s")
                 }
             }
             for (planIndex, (plan, planned)) in replayPlans.enumerated() {
@@ -116,6 +135,8 @@ struct WorkloadsCommand: ParsableCommand {
             }
         }
 
+        let ceilingAfter = measuresCeiling ? try SyncCeiling.measure(phase: "after", in: parent, syncs: syncs) : nil
+
         var rows: [ResultRow] = []
         for (configIndex, (plan, writerCount, batchSize, compacts)) in configurations.enumerated() {
             for (engineIndex, factory) in factories.enumerated() {
@@ -133,7 +154,9 @@ struct WorkloadsCommand: ParsableCommand {
                         replayRuns: replayFigures[planIndex * factories.count + engineIndex]))
             }
         }
+        if let ceilingBefore { print(ceilingBefore.jsonLine) }
         for row in rows { print(row.jsonLine) }
+        if let ceilingAfter { print(ceilingAfter.jsonLine) }
         try writeOutputs(rows, workloads: workloads)
     }
 
