@@ -4,9 +4,10 @@ import OpLog
 import OpLogText
 import WorkloadEngines
 
-/// OpLog under the workload harness. The harness calls from OS threads and blocks; OpLog's API is
-/// async, so each call runs in a task and the calling thread waits for it. That costs OpLog a
-/// thread hop per call that the baselines, called directly, do not pay.
+/// OpLog under the workload harness. The harness calls from OS threads and blocks, so appends use
+/// `appendBlocking` (committed on the calling thread when the writer is idle, as the baselines'
+/// writes are; by OpLog's writer thread when others are queued); the rarer calls (snapshots,
+/// truncations, close) run in a task that the calling thread waits for.
 ///
 /// With `EngineSetup.compaction` it runs a `CompactionScheduler` (TextReducer, started at open,
 /// drained and stopped at close) and the harness only appends.
@@ -51,7 +52,7 @@ public final class OpLogWorkloadEngine: ReplayingEngine, SelfCompactingEngine {
     public func append(document: String, revision: UInt64, op: BenchOp) throws {
         let id = try DocumentID(document)
         let newOp = try Self.newOp(op)
-        let result = try blocking { [store] in try await store.append([newOp], to: id) }
+        let result = try store.appendBlocking([newOp], to: id)
         guard result.revisions == [revision] else {
             throw EngineError(
                 engine: name, call: "append", code: 0, message: "got revision \(result.revisions), harness expected \(revision)")
@@ -66,7 +67,7 @@ public final class OpLogWorkloadEngine: ReplayingEngine, SelfCompactingEngine {
             parts[entry.document, default: []].append(try Self.newOp(entry.op))
         }
         let batch = try order.map { DocumentAppend(document: try DocumentID($0), ops: parts[$0] ?? []) }
-        _ = try blocking { [store] in try await store.append(batch: batch) }
+        _ = try store.appendBlocking(batch: batch)
     }
 
     public func putSnapshot(document: String, revision: UInt64, bytes: [UInt8]) throws {

@@ -29,7 +29,37 @@ extension OpLogStore {
         guard batch.count <= Limits.documentsPerBatchMax else {
             throw .limitExceeded(.documentsPerBatch, value: batch.count, maximum: Limits.documentsPerBatchMax)
         }
-        return try await requireWriter().submit { .append(batch: batch, continuation: $0) }
+        let writer = try requireWriter()
+        // Without a sync per append, an idle writer's work is cheaper done here than handed over.
+        if let inline = writer.appendInline(batch) { return try inline.get() }
+        return try await writer.submit { .append(batch: batch, continuation: $0) }
+    }
+
+    /// Appends like `append(batch:)`, blocking the calling thread instead of suspending a task.
+    ///
+    /// For callers on threads of their own (a thread per connection, a worker pool), as LevelDB's,
+    /// RocksDB's and SQLite's writes are: when the queue is empty and the writer idle, the calling
+    /// thread runs the group commit itself — the journal record and, in ``Durability/full``, its
+    /// `fdatasync` — so a lone writer pays no hand-off to the writer thread; behind other requests
+    /// the writer thread commits it with them and the caller is woken once. Never call it from a
+    /// task or an actor: it would block a thread of Swift concurrency's cooperative pool for the
+    /// length of a sync; use `append(batch:)` there.
+    /// - Throws: as `append(batch:)`.
+    public func appendBlocking(batch: [DocumentAppend]) throws(OpLogError) -> [AppendResult] {
+        guard !batch.isEmpty else { throw .invalidArgument("a batch needs at least one document") }
+        guard batch.count <= Limits.documentsPerBatchMax else {
+            throw .limitExceeded(.documentsPerBatch, value: batch.count, maximum: Limits.documentsPerBatchMax)
+        }
+        return try requireWriter().appendLeading(batch).get()
+    }
+
+    /// Appends `ops` to `document` like `append(_:to:expectedHead:basedOn:)`, blocking the calling
+    /// thread (see `appendBlocking(batch:)`; never from a task or an actor).
+    /// - Throws: as `append(_:to:expectedHead:basedOn:)`.
+    public func appendBlocking(
+        _ ops: [NewOp], to document: DocumentID, expectedHead: Revision? = nil, basedOn: Revision? = nil
+    ) throws(OpLogError) -> AppendResult {
+        try appendBlocking(batch: [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead, basedOn: basedOn)])[0]
     }
 
     /// Removes the ops of `document` below `floor`. Requires a snapshot at exactly `floor - 1`, so

@@ -7,8 +7,9 @@ extension Writer {
     ///
     /// Each request is validated against the state left by the requests before it in the group; a
     /// failing request fails alone and its changes are discarded. Callers are resumed only after the
-    /// record is durable, and the views are updated before that (read-after-acknowledge).
-    func commitGroup(_ group: [WriteRequest]) {
+    /// record is durable, and the views are updated before that (read-after-acknowledge). With
+    /// `mayApply` (the writer thread) a journal past `journalApplyBytes` is then applied.
+    func commitGroup(_ group: [WriteRequest], mayApply: Bool) {
         assertOnWriterThread()
         let started = DispatchTime.now().uptimeNanoseconds
         if let failure {
@@ -50,7 +51,7 @@ extension Writer {
         }
         resume(group, outcomes)
         metrics.commitLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
-        if let journal, journal.recordBytes >= options.journalApplyBytes {
+        if mayApply, let journal, journal.recordBytes >= options.journalApplyBytes {
             do { try applyJournal() } catch {
                 options.logger.error("journal apply failed", metadata: ["error": "\(error)"])
             }

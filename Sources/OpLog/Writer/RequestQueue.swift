@@ -62,16 +62,43 @@ final class RequestQueue: @unchecked Sendable {
     private var requests: [WriteRequest] = []
     private var head = 0
     private var acceptsRequests = true
+    /// True while the writer thread sleeps in `takeGroup`: only then does a new request signal the
+    /// condition. A writer that is busy takes everything queued when it comes back, so signalling
+    /// it would only cost a futex round trip per append.
+    private var writerIsWaiting = false
 
-    /// Queues `request`; false if the store is closing (the caller then fails it).
-    func enqueue(_ request: WriteRequest) -> Bool {
+    /// Queues `request`; false if the store is closing (the caller then fails it). With
+    /// `wakeWriter` false the writer thread is not woken: the caller commits the request itself
+    /// (`Writer.appendLeading`), and a writer that is awake still takes it if it comes first.
+    func enqueue(_ request: WriteRequest, wakeWriter: Bool = true) -> Bool {
         condition.lock()
         defer { condition.unlock() }
         guard acceptsRequests else { return false }
         requests.append(request)
         if case .close = request { acceptsRequests = false }
-        condition.signal()
+        if wakeWriter && writerIsWaiting { condition.signal() }
         return true
+    }
+
+    /// Whether the request at the head of the queue is journaled (a leader could take it).
+    var hasJournaledHead: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return head < requests.count && requests[head].isJournaled
+    }
+
+    /// Wakes the writer thread if it waits for work (a leader leaves queued requests to it).
+    func wakeWriter() {
+        condition.lock()
+        defer { condition.unlock() }
+        if writerIsWaiting { condition.signal() }
+    }
+
+    /// Nothing queued and still accepting requests: an append may then run inline.
+    var isIdle: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return head == requests.count && acceptsRequests
     }
 
     var depth: Int {
@@ -85,7 +112,26 @@ final class RequestQueue: @unchecked Sendable {
     func takeGroup(maxOps: Int, maxBytes: Int) -> [WriteRequest] {
         condition.lock()
         defer { condition.unlock() }
-        while head == requests.count { condition.wait() }
+        while head == requests.count {
+            writerIsWaiting = true
+            condition.wait()
+            writerIsWaiting = false
+        }
+        return takeLocked(maxOps: maxOps, maxBytes: maxBytes)
+    }
+
+    /// Without waiting: a run of journaled requests from the head of the queue, as `takeGroup`
+    /// takes them, or nil when the queue is empty or its head is a request only the writer thread
+    /// runs (snapshot writes, deletions, checkpoints, close).
+    func takeJournaledGroup(maxOps: Int, maxBytes: Int) -> [WriteRequest]? {
+        condition.lock()
+        defer { condition.unlock() }
+        guard head < requests.count, requests[head].isJournaled else { return nil }
+        return takeLocked(maxOps: maxOps, maxBytes: maxBytes)
+    }
+
+    private func takeLocked(maxOps: Int, maxBytes: Int) -> [WriteRequest] {
+        assert(head < requests.count, "a group taken from an empty queue")
         var group = [requests[head]]
         head += 1
         if group[0].isJournaled {

@@ -101,12 +101,16 @@ extension Writer {
     /// journal holds bytes, apply it first: the check then sees LMDB's real figure. Called between
     /// groups, never while one is staged. A failed apply is left to the check to report.
     func applyJournalIfSpaceIsTight(adding bytes: Int) {
-        guard journalBytes > 0,
-            lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion > options.mapSizeMaximumBytes
-        else { return }
+        guard spaceIsTight(adding: bytes) else { return }
         do { try applyJournal() } catch {
             options.logger.notice("journal apply near the space limit failed", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Whether `applyJournalIfSpaceIsTight` would apply before a group of `bytes`.
+    func spaceIsTight(adding bytes: Int) -> Bool {
+        journalBytes > 0
+            && lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion > options.mapSizeMaximumBytes
     }
 
     func checkSpace(adding bytes: Int) throws(OpLogError) {
@@ -119,7 +123,7 @@ extension Writer {
             throw .storageFull(
                 detail:
                     "\(lmdbUsedBytes) bytes in use and \(journalBytes) journaled, of at most \(options.mapSizeMaximumBytes) "
-                        + "(keeping \(options.reservedBytesForDeletion) for deletions)"
+                    + "(keeping \(options.reservedBytesForDeletion) for deletions)"
             )
         }
     }

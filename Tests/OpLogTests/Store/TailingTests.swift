@@ -31,11 +31,15 @@ import Testing
             let total = session.patches.count
             async let seenFromStart = Self.collect(fromStart, count: total)
             async let seenFromHead = Self.collect(fromHead, count: total - 1)
-            async let seenSlow = Self.collect(slow, count: total, pauseEvery: 97)
+            // The slow reader's position: writers stay within 1,000 ops of it, so truncation
+            // (1,500 ops behind the newest snapshot) can never overtake it, however fast appends are.
+            let slowPosition = ReaderPosition()
+            async let seenSlow = Self.collect(slow, count: total, pauseEvery: 97, progress: slowPosition)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for writer in 0..<8 {
                     group.addTask {
                         for index in stride(from: 1 + writer, to: total, by: 8) {
+                            while try store.head(of: document) > slowPosition.value + 1_000 { try await Task.sleep(for: .milliseconds(1)) }
                             // Appends race, so revision order is not patch order: every op inserts at 0.
                             let patch = TextPatch(position: 0, deleted: 0, inserted: "w\(writer)")
                             _ = try await store.append(
@@ -55,10 +59,13 @@ import Testing
         }
     }
 
-    static func collect(_ subscription: OpSubscription, count: Int, pauseEvery: Int = 0) async throws -> [StoredOp] {
+    static func collect(
+        _ subscription: OpSubscription, count: Int, pauseEvery: Int = 0, progress: ReaderPosition? = nil
+    ) async throws -> [StoredOp] {
         var seen: [StoredOp] = []
         for try await op in subscription {
             seen.append(op)
+            progress?.value = op.revision
             if pauseEvery > 0 && seen.count % pauseEvery == 0 { try await Task.sleep(for: .milliseconds(2)) }
             if seen.count == count { break }
         }
@@ -120,4 +127,13 @@ final class SharedResults: Sendable {
     let received = Mutex<[Int: [UInt64]]>([:])
     let ackTimes = Mutex<[UInt64: UInt64]>([:])
     let latencies = Mutex<[UInt64]>([])
+}
+
+/// A revision one task publishes and others read.
+final class ReaderPosition: Sendable {
+    private let state = Mutex<Revision>(0)
+    var value: Revision {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
+    }
 }
