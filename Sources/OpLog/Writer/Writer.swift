@@ -72,6 +72,22 @@ final class Writer: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` holding the writer's turn if no one holds it; nil if someone does.
+    private func withTurnIfFree<T>(_ body: () -> T) -> T? {
+        turn.withLockIfAvailable { _ in
+            turnHolder = pthread_self()
+            defer { turnHolder = nil }
+            return body()
+        }
+    }
+
+    /// `commitGroup` on a caller's thread, counted in `commitsOnCallerThreads`.
+    private func commitOnCallerThread(_ group: [WriteRequest], mayApply: Bool) {
+        let commitsBefore = counters.withLock { $0.groupCommits }
+        commitGroup(group, mayApply: mayApply)
+        counters.withLock { $0.commitsOnCallerThreads += $0.groupCommits - commitsBefore }
+    }
+
     /// Runs an append on the calling thread, or returns nil (the caller then submits it as usual).
     ///
     /// Only in the durability modes that do not sync each append: the journal write then goes to
@@ -82,19 +98,14 @@ final class Writer: @unchecked Sendable {
     /// reaches through the queue.
     func appendInline(_ batch: [DocumentAppend]) -> Result<[AppendResult], OpLogError>? {
         guard options.durability != .full, queue.isIdle else { return nil }
-        let bytes = batch.reduce(0) { $0 + $1.ops.reduce(0) { $0 + Limits.estimatedStoredBytes(of: $1) } }
-        let outcome: Result<[AppendResult], OpLogError>?? = turn.withLockIfAvailable { _ in
-            turnHolder = pthread_self()
-            defer { turnHolder = nil }
+        let reply = InlineReply()
+        let request = WriteRequest.append(batch: batch, continuation: Reply { reply.result = $0 })
+        let bytes = request.payloadBytes
+        let outcome: Result<[AppendResult], OpLogError>?? = withTurnIfFree {
             guard queue.isIdle, failure == nil, let journal, journal.recordBytes + bytes < options.journalApplyBytes,
                 !spaceIsTight(adding: bytes)
             else { return nil }
-            let reply = InlineReply()
-            let commitsBefore = counters.withLock { $0.groupCommits }
-            commitGroup([.append(batch: batch, continuation: Reply { reply.result = $0 })], mayApply: false)
-            counters.withLock { counters in
-                counters.commitsOnCallerThreads += counters.groupCommits - commitsBefore
-            }
+            commitOnCallerThread([request], mayApply: false)
             assert(reply.result != nil, "an inline append that got no reply")
             return reply.result
         }
@@ -139,16 +150,12 @@ final class Writer: @unchecked Sendable {
         let led: Void? =
             queue.depth > 1
             ? nil
-            : turn.withLockIfAvailable { _ in
-                turnHolder = pthread_self()
-                defer { turnHolder = nil }
+            : withTurnIfFree {
                 while reply.result == nil,
                     let group = queue.takeJournaledGroup(maxOps: options.groupCommitMaxOps, maxBytes: options.groupCommitMaxBytes)
                 {
                     applyJournalIfSpaceIsTight(adding: group.reduce(0) { $0 + $1.payloadBytes })
-                    let commitsBefore = counters.withLock { $0.groupCommits }
-                    commitGroup(group, mayApply: true)
-                    counters.withLock { $0.commitsOnCallerThreads += $0.groupCommits - commitsBefore }
+                    commitOnCallerThread(group, mayApply: true)
                 }
             }
         // Work left in the queue (its own request behind one only the writer thread runs, or
