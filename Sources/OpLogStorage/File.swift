@@ -76,6 +76,38 @@ public final class File: @unchecked Sendable {
         if failure != 0 { throw StorageError(.system(failure), call: .writeFile, detail: path) }
     }
 
+    /// Writes `bytes` and then `zeroCount` zero bytes at `offset` in one `pwritev` (partial writes
+    /// are continued), so a caller can end a record with a zeroed marker without copying it.
+    public func write(_ bytes: [UInt8], followedByZeros zeroCount: Int, at offset: Int) throws(StorageError) {
+        precondition(zeroCount <= File.zeros.count, "at most \(File.zeros.count) trailing zeros")
+        let total = bytes.count + zeroCount
+        var failure: Int32 = 0
+        var done = 0
+        bytes.withUnsafeBytes { raw in
+            File.zeros.withUnsafeBytes { zeros in
+                while done < total {
+                    var vectors: [iovec] = []
+                    if done < raw.count {
+                        vectors.append(
+                            iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + done), iov_len: raw.count - done))
+                    }
+                    let zerosDone = max(0, done - raw.count)
+                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: zeros.baseAddress!), iov_len: zeroCount - zerosDone))
+                    let n = retryingEINTR { pwritev(descriptor, vectors, Int32(vectors.count), off_t(offset + done)) }
+                    if n < 0 {
+                        failure = errno
+                        return
+                    }
+                    done += n
+                }
+            }
+        }
+        if failure != 0 { throw StorageError(.system(failure), call: .writeFile, detail: path) }
+    }
+
+    /// Zero bytes for `write(_:followedByZeros:at:)`.
+    private static let zeros = [UInt8](repeating: 0, count: 4096)
+
     /// `fdatasync`: the data written so far (and the size) reach stable storage before it returns.
     public func synchronizeData() throws(StorageError) {
         guard retryingEINTR({ fdatasync(descriptor) }) == 0 else {

@@ -144,7 +144,7 @@ public enum FuzzScratch {
     /// Copies the files of a closed store (never `lock.mdb`: LMDB makes a fresh one).
     package static func copyStore(from source: String, to destination: String) throws {
         try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
-        for name in ["data.mdb", "journal"] where FileManager.default.fileExists(atPath: source + "/" + name) {
+        for name in ["data.mdb"] + Journal.fileNames where FileManager.default.fileExists(atPath: source + "/" + name) {
             try FileManager.default.copyItem(atPath: source + "/" + name, toPath: destination + "/" + name)
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import OpLog
 import OpLogText
 
 /// A model of what a disk may hold after power loss, driven by the fault layer's log.
@@ -28,7 +29,7 @@ package struct SimulatedDisk {
     }
 
     /// The files an image holds; LMDB and the store recreate their lock files.
-    package static let imageFileNames: Set<String> = ["data.mdb", "journal", "journal.new"]
+    package static let imageFileNames: Set<String> = Set(["data.mdb"] + Journal.fileNames)
     package static let sectorBytes = 512
 
     /// Files by identity. A file system reuses a freed inode number for the next new file, so a

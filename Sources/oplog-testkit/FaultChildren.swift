@@ -26,6 +26,8 @@ struct PowerChild: AsyncParsableCommand {
     @Option var appends: Int = 120
     @Option var durability: String = "full"
     @Option var ackFile: String
+    /// Only open writable and close (the upgrade's power-loss test: an open upgrades a version 1 store).
+    @Flag var openOnly = false
 
     func run() async throws {
         guard let mode = Durability(rawValue: durability), (1...16).contains(documents), (1...100_000).contains(appends) else {
@@ -37,6 +39,11 @@ struct PowerChild: AsyncParsableCommand {
         options.mapSizeInitialBytes = 1 << 20
         let store = try await OpLogStore.open(directory: storeOption.store, options: options)
         let marker = try MarkerFile(path: ackFile)
+        if openOnly {
+            try await store.close()
+            marker.write("done\n")
+            return
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for index in 0..<documents {
                 group.addTask { try await Self.work(store, index: index, appends: appends, marker: marker) }

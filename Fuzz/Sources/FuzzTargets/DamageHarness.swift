@@ -233,14 +233,18 @@ public enum FuzzDamage {
 
     static func damageJournal(_ input: inout FuzzInput, mode: UInt8, templates: FuzzTemplates, directory: String) async throws {
         try FuzzScratch.copyStore(from: templates.journaled, to: directory)
-        let path = directory + "/journal"
+        let path = directory + "/" + templates.journalSlot
         let original = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
         var bytes = original
+        // Damage lands in the records and their end marker; past them the slot is zero fill.
+        let recordsEnd = (templates.journalRecordEnds.last ?? JournalCoding.fileHeaderSize) + JournalCoding.frameHeaderSize
         for _ in 0..<(1 + input.pick(4)) {
             if input.pick(4) == 0 {
-                bytes.removeLast(min(bytes.count, 1 + input.u16() % 96))
+                // A cut: the slot ends inside its records (a torn write of a preallocated slot
+                // leaves old bytes, not a short file, but a cut file must be read safely too).
+                bytes.removeLast(max(0, bytes.count - max(0, min(bytes.count, recordsEnd) - 1 - input.u16() % 96)))
             } else if !bytes.isEmpty {
-                bytes[(input.u16() | Int(input.byte()) << 16) % bytes.count] ^= input.byte() | 1
+                bytes[(input.u16() | Int(input.byte()) << 16) % min(bytes.count, recordsEnd)] ^= input.byte() | 1
             }
         }
         try Data(bytes).write(to: URL(fileURLWithPath: path))
@@ -354,10 +358,16 @@ public enum FuzzDamage {
         store = try await OpLogStore.open(directory: work, options: options(readOnly: false))
         var prefixes = [try readState(store)]
         var ends = [Int]()
+        var slot = ""
         func recorded(_ body: () async throws -> Void) async throws {
             try await body()
             prefixes.append(try readState(store))
-            ends.append(File.sizeOf(work + "/journal") ?? 0)
+            // The records go to the slot the open made active: the one with the newest run.
+            let newest = try Journal.read(directory: work, strict: false).slots.max {
+                ($0.records.last?.sequence ?? 0) < ($1.records.last?.sequence ?? 0)
+            }!
+            slot = Journal.slotFileNames[newest.index]
+            ends.append(newest.endOffset)
         }
         try await recorded { _ = try await store.append(ops(3, size: 40, compressible: true), to: a) }
         try await recorded { _ = try await store.append(ops(1, size: 90, compressible: false), to: ab) }
@@ -376,7 +386,8 @@ public enum FuzzDamage {
             FuzzRetry(document: a, opID: OpID(high: 0x7E, low: 1), revision: 1),
             FuzzRetry(document: a, opID: OpID(high: 0x7E, low: 110), revision: 110),
         ]
-        return FuzzTemplates(applied: applied, journaled: journaled, prefixes: prefixes, journalRecordEnds: ends, retries: retries)
+        return FuzzTemplates(
+            applied: applied, journaled: journaled, prefixes: prefixes, journalSlot: slot, journalRecordEnds: ends, retries: retries)
     }
 }
 
@@ -402,7 +413,8 @@ struct FuzzTemplates: Sendable {
     let journaled: String
     /// The state after the first k journal records of `journaled`; `prefixes[0]` is `applied`'s.
     let prefixes: [FuzzStoreState]
-    /// File offset just past each journal record of `journaled`.
+    /// The slot file that holds `journaled`'s unapplied records, and the offset just past each.
+    let journalSlot: String
     let journalRecordEnds: [Int]
     let retries: [FuzzRetry]
 }

@@ -110,10 +110,10 @@ public enum FuzzDecode {
     static func fileHeader(_ bytes: [UInt8]) throws(FuzzFinding) {
         guard let header = try? JournalCoding.decodeFileHeader(bytes) else { return }
         try fuzzCheck(header.version >= 1 && header.baseSequence >= 1, "journal header \(header) accepted")
-        let encoded = JournalCoding.encodeFileHeader(baseSequence: header.baseSequence)
-        try fuzzCheck(
-            (try? JournalCoding.decodeFileHeader(encoded))?.baseSequence == header.baseSequence, "journal header does not round-trip")
-        if header.version == JournalCoding.version {
+        guard header.version <= JournalCoding.version else { return }
+        let encoded = JournalCoding.encodeFileHeader(baseSequence: header.baseSequence, slot: header.slot, version: header.version)
+        try fuzzCheck((try? JournalCoding.decodeFileHeader(encoded)) == header, "journal header does not round-trip")
+        if header.version == JournalCoding.version || header.version == JournalCoding.legacyVersion {
             try fuzzCheck(encoded[...] == bytes.prefix(JournalCoding.fileHeaderSize), "journal header does not re-encode to its bytes")
         }
     }

@@ -32,7 +32,11 @@ package struct JournalRecord: Equatable, Sendable {
 /// File header, 32 bytes:
 ///
 ///     0         8        12       16              24        28        32
-///     | OPLOGJNL | version | 0      | base sequence | CRC-32  | 0       |
+///     | OPLOGJNL | version | slot   | base sequence | CRC-32  | 0       |
+///
+/// Version 1 (one file, `journal`, replaced at every apply) has slot 0. Version 2 (two slot files,
+/// `journal.0` and `journal.1`, recycled) has the slot's index; its base sequence is the lowest
+/// sequence any frame in the slot may have, written once when the slot file is created.
 ///
 /// Record frame, 24-byte header then the stored body:
 ///
@@ -43,17 +47,21 @@ package struct JournalRecord: Equatable, Sendable {
 /// bytes 0..<20 and the stored body.
 package enum JournalCoding {
     package static let magic = Array("OPLOGJNL".utf8)
-    package static let version: UInt32 = 1
+    /// The version this build writes.
+    package static let version: UInt32 = 2
+    /// The single-file journal of format version 1, which a writable open upgrades.
+    package static let legacyVersion: UInt32 = 1
     package static let fileHeaderSize = 32
     package static let frameHeaderSize = 24
     package static let entryOps: UInt8 = 1
     package static let entryTruncate: UInt8 = 2
 
-    package static func encodeFileHeader(baseSequence: UInt64) -> [UInt8] {
+    package static func encodeFileHeader(baseSequence: UInt64, slot: UInt32, version: UInt32 = version) -> [UInt8] {
+        assert(version == legacyVersion ? slot == 0 : slot < 2, "journal slot \(slot) in a version \(version) header")
         var writer = ByteWriter(capacity: fileHeaderSize)
         writer.bytes(magic)
         writer.u32(version)
-        writer.u32(0)
+        writer.u32(slot)
         writer.u64(baseSequence)
         let crc = Zlib.crc32(writer.bytes)
         writer.u32(crc)
@@ -61,22 +69,31 @@ package enum JournalCoding {
         return writer.bytes
     }
 
-    /// Returns the journal format version and base sequence. The caller decides what to do with a
-    /// version it does not know.
-    package static func decodeFileHeader(_ bytes: [UInt8]) throws(DecodeError) -> (version: UInt32, baseSequence: UInt64) {
+    /// A decoded journal file header.
+    package struct FileHeader: Equatable, Sendable {
+        package var version: UInt32
+        package var slot: UInt32
+        package var baseSequence: UInt64
+    }
+
+    /// Returns the journal format version, slot and base sequence. The caller decides what to do
+    /// with a version it does not know (the slot word is checked only for versions 1 and 2).
+    package static func decodeFileHeader(_ bytes: [UInt8]) throws(DecodeError) -> FileHeader {
         guard bytes.count >= fileHeaderSize else { throw DecodeError("journal header is truncated (\(bytes.count) bytes)") }
         var reader = ByteReader(bytes[0..<fileHeaderSize])
         guard Array(try reader.take(8)) == magic else { throw DecodeError("journal lacks the OPLOGJNL magic") }
         let fileVersion = try reader.u32()
-        let reserved = try reader.u32()
+        let slot = try reader.u32()
         let base = try reader.u64()
         let crc = try reader.u32()
         let reservedTail = try reader.u32()
         guard crc == Zlib.crc32(Array(bytes[0..<24])) else { throw DecodeError("journal header checksum mismatch") }
-        guard reserved == 0, reservedTail == 0 else { throw DecodeError("journal header reserved words are not zero") }
+        guard reservedTail == 0 else { throw DecodeError("journal header reserved word is not zero") }
         guard fileVersion >= 1 else { throw DecodeError("journal version 0") }
+        if fileVersion == legacyVersion, slot != 0 { throw DecodeError("version 1 journal header with slot word \(slot)") }
+        if fileVersion == version, slot > 1 { throw DecodeError("journal slot \(slot) (a store has slots 0 and 1)") }
         guard base >= 1 else { throw DecodeError("journal base sequence is 0") }
-        return (fileVersion, base)
+        return FileHeader(version: fileVersion, slot: slot, baseSequence: base)
     }
 
     package static func encodeBody(_ entries: [JournalEntry]) -> [UInt8] {

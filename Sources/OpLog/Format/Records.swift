@@ -2,7 +2,9 @@
 /// accepts exactly what `encode` produces and throws `DecodeError` for anything else.
 
 /// The current on-disk format version, recorded in the `meta` database under `format`.
-package let formatVersion: UInt32 = 1
+/// Version 2: the journal is two recycled slot files (FORMAT.md, "Journal"); LMDB's records are
+/// as in version 1. A writable open upgrades a version 1 store.
+package let formatVersion: UInt32 = 2
 
 /// A run of ops with consecutive revisions, encoded back to back. Shared by op chunks (LMDB) and
 /// journal entries. Server times are delta-encoded (they never decrease within a document) and client

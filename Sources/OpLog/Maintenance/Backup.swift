@@ -52,7 +52,7 @@ extension Maintenance {
                 try File.synchronizeDirectory(destination)
                 return BackupReport(
                     dataFileBytes: File.sizeOf(destination + "/" + StoreDirectory.dataFileName) ?? 0,
-                    journalBytes: File.sizeOf(destination + "/" + Journal.fileName) ?? 0,
+                    journalBytes: Journal.fileBytes(in: destination),
                     appliedSequence: applied, journalRecords: records.count,
                     journalOps: records.reduce(0) { total, record in
                         total

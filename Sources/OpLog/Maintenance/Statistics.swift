@@ -31,7 +31,7 @@ extension Maintenance {
             return StoreStatistics(
                 dataFileAllocatedBytes: File.allocatedBytes(directory + "/" + StoreDirectory.dataFileName),
                 dataFileBytes: File.sizeOf(directory + "/" + StoreDirectory.dataFileName) ?? 0,
-                journalBytes: File.sizeOf(directory + "/" + Journal.fileName) ?? 0,
+                journalBytes: Journal.fileBytes(in: directory),
                 mapSizeBytes: info.mapSizeBytes, pageSizeBytes: info.pageSizeBytes,
                 pagesUsed: info.lastPageNumber + 1, freePages: try tables.environment.freePageCount(),
                 documentCount: max(documentCount, journaledNew),

@@ -43,6 +43,15 @@ struct DocumentView: Sendable {
         }
     }
 
+    /// After an apply that wrote this document up to `head`: those ops are in LMDB now.
+    mutating func dropApplied(through head: Revision, appliedChunkBytes: UInt64) {
+        assert(head <= self.head, "applied up to \(head), beyond the view's head \(self.head)")
+        assert(pending.first.map { $0.revision <= head + 1 } ?? true, "the view's journaled ops skip past the applied head")
+        pending.removeFirst(pending.prefix { $0.revision <= head }.count)
+        self.appliedChunkBytes = appliedChunkBytes
+        pendingBytes = Self.retainedBytes(of: pending, floor: floor)
+    }
+
     /// Approximate stored size of ops at or above `floor`.
     static func retainedBytes(of ops: some Collection<StoredOp>, floor: Revision) -> Int {
         ops.reduce(0) { $0 + ($1.revision >= floor ? Limits.estimatedStoredBytes(of: $1) : 0) }

@@ -88,9 +88,25 @@ final class Reader: Sendable {
         state.withLock { state in documents.compactMap { id in state.documents[id].map { (id, $0) } } }
     }
 
-    /// After an apply: LMDB holds everything journaled, readers find it there.
-    func dropApplied() {
-        state.withLock { $0.documents.removeAll(keepingCapacity: true) }
+    /// After an apply: LMDB holds each applied document up to its head when the slot was sealed.
+    /// Views of documents with nothing journaled since are dropped (readers find them in LMDB);
+    /// the others keep only their newer ops. A reader holding a view from before sees LMDB only up
+    /// to where that view's journaled ops begin, so either view reads the same ops.
+    func rebase(after job: ApplyJob, written: AppliedRecords, stillJournaled: Set<DocumentID>) {
+        state.withLock { state in
+            for (document, sealed) in job.views {
+                guard let record = written[document] else {
+                    assertionFailure("an applied document without its written record")
+                    continue
+                }
+                assert(record.head == sealed.head, "LMDB's head \(record.head) for a view sealed at \(sealed.head)")
+                if stillJournaled.contains(document) {
+                    state.documents[document]?.dropApplied(through: sealed.head, appliedChunkBytes: record.chunkBytes)
+                } else {
+                    state.documents.removeValue(forKey: document)
+                }
+            }
+        }
     }
 
     /// Drops one document's view (it was deleted).
@@ -136,8 +152,10 @@ final class Reader: Sendable {
             // reads the journal again first, then LMDB (an apply in between moves the document
             // into LMDB, where the second read finds it).
             if !isWriterProcess {
+                // Only records LMDB lacks count: the slots also keep applied ones.
+                let applied = try tables.read { txn in try tables.readAppliedSequence(txn) }
                 let journaled = try Journal.read(directory: context.directory, strict: false).records.contains { record in
-                    record.entries.contains { $0.document == document }
+                    record.sequence > applied && record.entries.contains { $0.document == document }
                 }
                 if journaled { return nil }
                 if let applied = try tables.read({ txn in try tables.readDocumentRecord(txn, document) }) {

@@ -39,7 +39,7 @@ package struct StoreTables: Sendable {
         } catch let error as StorageError where error.isMissingDatabase {
             environment.close()
             // Next to a journal, data.mdb was an OpLog store's: its main database is damaged.
-            if File.exists(directory + "/" + Journal.fileName) {
+            if Journal.exists(in: directory) {
                 throw .corruption(
                     CorruptionLocation(area: "lmdb"),
                     detail: "data.mdb lacks OpLog's named databases though a journal exists: its main database is damaged")
@@ -54,7 +54,7 @@ package struct StoreTables: Sendable {
     /// What a failure to open LMDB means for a store directory.
     private static func openFailure(_ error: any Error, directory: String) -> OpLogError {
         guard let storage = error as? StorageError else { return OpLogError(mapping: error) }
-        if storage.isUnreadableFile && File.exists(directory + "/" + Journal.fileName) {
+        if storage.isUnreadableFile && Journal.exists(in: directory) {
             // Next to a journal, data.mdb was an OpLog store's: LMDB could not read its own pages.
             return .corruption(CorruptionLocation(area: "lmdb"), detail: "data.mdb could not be read at open: \(storage.description)")
         }

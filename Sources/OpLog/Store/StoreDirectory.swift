@@ -8,7 +8,7 @@ enum StoreDirectory {
     static let dataFileName = "data.mdb"
     static let lockFileName = "oplog.lock"
     /// Every file a store directory may hold.
-    static let fileNames = ["data.mdb", "lock.mdb", "journal", "journal.new", "oplog.lock"]
+    static let fileNames = ["data.mdb", "lock.mdb", "oplog.lock"] + Journal.fileNames
 
     /// Creates a missing directory (writable opens); throws if it holds anything but a store.
     static func inspect(_ directory: String, options: StoreOptions) throws(OpLogError) {
@@ -20,7 +20,7 @@ enum StoreDirectory {
         guard File.isDirectory(directory) else { throw .notAStore(path: directory, detail: "not a directory") }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         if names.contains(dataFileName) { return }
-        if names.contains(Journal.fileName) {
+        if Journal.exists(in: directory) {
             throw .corruption(
                 CorruptionLocation(area: "lmdb"), detail: "\(directory) has a journal but no data.mdb: the data file was removed")
         }

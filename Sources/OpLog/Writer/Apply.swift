@@ -1,49 +1,146 @@
 import Foundation
 import OpLogStorage
 
-/// Moving the journal into LMDB: one write transaction for everything journaled since the last
-/// apply, then a fresh journal. See FORMAT.md, "Applying the journal" for the crash analysis.
+/// Moving the journal into LMDB: a sealed slot's changes in one write transaction, normally on the
+/// applier thread while the writer appends to the other slot. See FORMAT.md, "Applying the journal"
+/// for the crash analysis.
 extension Writer {
-    func applyJournal() throws(OpLogError) {
+    /// Seals the active slot and hands it to the applier once it holds `journalApplyBytes` (after
+    /// a group commit on the writer thread or a leading caller's). First takes a finished apply's
+    /// result; a failed apply's job is started again.
+    func startApplyIfDue() {
         assertOnWriterThread()
-        guard let journal, journal.nextSequence > journal.baseSequence else { return }
-        let started = DispatchTime.now().uptimeNanoseconds
-        let lastSequence = journal.nextSequence - 1
-        let views = reader.views(of: dirtyDocuments.sorted())
-        assert(views.count == dirtyDocuments.count, "a dirty document has no view")
-        let window = context.window
-        try writeGrowing { txn in
-            let applied = try tables.readAppliedSequence(txn)
-            assert(
-                applied + 1 >= journal.baseSequence && applied <= lastSequence,
-                "LMDB applied \(applied), journal holds \(journal.baseSequence)...\(lastSequence)")
-            for (document, view) in views {
-                try applyDocument(txn, document, view: view, window: window)
+        absorbFinishedApply()
+        guard let applier, !applier.isBusy, failure == nil, let journal else { return }
+        if sealedJob == nil {
+            guard journal.activeRecordBytes >= options.journalApplyBytes else { return }
+            do { sealedJob = try sealActiveSlot() } catch {
+                options.logger.error("sealing the journal slot failed", metadata: ["error": "\(error)"])
+                return
             }
-            let appliedBody = AppliedSequenceRecord.encode(lastSequence)
-            try txn.put(
-                tables.meta, key: StoreTables.appliedKey,
-                value: RecordFrame.encode(
-                    kind: .appliedSequence, codec: .raw, key: StoreTables.appliedKey, stored: appliedBody, rawLength: appliedBody.count))
         }
-        // LMDB now holds everything journaled: readers find it there.
-        reader.dropApplied()
-        journalBytes = 0
-        counters.withLock { $0.journalApplies += 1 }
-        dirtyDocuments.removeAll(keepingCapacity: true)
-        journal.close()
-        self.journal = nil
-        metrics.applies.increment()
-        metrics.applyLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
-        try replaceJournal(baseSequence: lastSequence + 1)
+        guard let sealedJob else { return }
+        applier.start(sealedJob)
     }
 
-    /// Replaces the journal with an empty one whose first record will be `baseSequence`.
+    /// Moves everything journaled into LMDB before returning (checkpoint, close, deletion, a tight
+    /// space check, recovery): waits for an apply in flight, then applies what is sealed and what
+    /// the active slot holds, on the calling thread.
+    func applyJournal() throws(OpLogError) {
+        assertOnWriterThread()
+        quiesceApplier()
+        for _ in 0..<2 {
+            if sealedJob == nil {
+                guard let journal, journal.activeHoldsRecords else { return }
+                sealedJob = try sealActiveSlot()
+            }
+            guard let job = sealedJob else { return }
+            let result = commitApply(job, deflater: try deflater(level: options.compressionLevel))
+            try finishApply(job, result).get()
+        }
+        assert(sealedJob == nil && journal?.activeHoldsRecords != true, "the journal holds records after a full apply")
+    }
+
+    /// Waits until the applier is idle and takes its result: before the writer's own LMDB
+    /// commits, and whenever the unapplied journal reaches its bound.
+    func quiesceApplier() {
+        assertOnWriterThread()
+        applier?.waitUntilIdle()
+        absorbFinishedApply()
+    }
+
+    /// Takes a finished apply's result, if one is waiting.
+    func absorbFinishedApply() {
+        assertOnWriterThread()
+        guard let (job, result) = applier?.takeResult() else { return }
+        if case .failure(let error) = finishApply(job, result) {
+            options.logger.error("journal apply failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Ends the active slot's run: the views of the documents it changed become the job.
+    private func sealActiveSlot() throws(OpLogError) -> ApplyJob {
+        assert(sealedJob == nil, "sealing a slot while another waits to be applied")
+        guard let journal else { throw poison("the journal is not open") }
+        let views = reader.views(of: dirtyDocuments.sorted())
+        assert(views.count == dirtyDocuments.count, "a dirty document has no view")
+        let lastSequence: UInt64
+        do { lastSequence = try journal.seal(synchronize: options.durability != .full) } catch {
+            throw poison("journal sync before an apply failed: \(error)")
+        }
+        dirtyDocuments.removeAll(keepingCapacity: true)
+        return ApplyJob(lastSequence: lastSequence, views: views, journalBytes: journalBytes)
+    }
+
+    /// Writes a job's changes in one LMDB transaction. Runs on the applier's thread (or, from
+    /// `applyJournal`, under the turn with the applier idle); touches no writer state but the LMDB
+    /// space figures, which `writeGrowing` keeps behind their lock.
+    func commitApply(_ job: ApplyJob, deflater: Deflater?) -> Result<AppliedRecords, OpLogError> {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let window = context.window
+        var written: AppliedRecords = [:]
+        do throws(OpLogError) {
+            try writeGrowing { txn in
+                let applied = try tables.readAppliedSequence(txn)
+                assert(applied < job.lastSequence, "LMDB applied \(applied), the sealed slot ends at \(job.lastSequence)")
+                for (document, view) in job.views {
+                    written[document] = try applyDocument(txn, document, view: view, window: window, deflater: deflater)
+                }
+                let appliedBody = AppliedSequenceRecord.encode(job.lastSequence)
+                try txn.put(
+                    tables.meta, key: StoreTables.appliedKey,
+                    value: RecordFrame.encode(
+                        kind: .appliedSequence, codec: .raw, key: StoreTables.appliedKey, stored: appliedBody, rawLength: appliedBody.count)
+                )
+            }
+        } catch {
+            return .failure(error)
+        }
+        metrics.applies.increment()
+        metrics.applyLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+        return .success(written)
+    }
+
+    /// After a job's commit, under the turn: the views drop what LMDB now holds, the journal may
+    /// recycle the slot. A failed job stays sealed, to be tried again.
+    @discardableResult
+    private func finishApply(_ job: ApplyJob, _ result: Result<AppliedRecords, OpLogError>) -> Result<Void, OpLogError> {
+        assertOnWriterThread()
+        assert(sealedJob?.lastSequence == job.lastSequence, "an apply's result for a job that is not the sealed one")
+        guard case .success(let written) = result else { return result.map { _ in () } }
+        reader.rebase(after: job, written: written, stillJournaled: dirtyDocuments)
+        journal?.markApplied(through: job.lastSequence)
+        journalBytes -= job.journalBytes
+        assert(journalBytes >= 0, "unapplied journal bytes went negative")
+        sealedJob = nil
+        counters.withLock { $0.journalApplies += 1 }
+        return .success(())
+    }
+
+    /// `finishApply` for recovery's apply, before the journal is open.
+    func finishApplyAtOpen(_ job: ApplyJob, _ result: Result<AppliedRecords, OpLogError>) throws(OpLogError) {
+        try finishApply(job, result).get()
+    }
+
+    /// Replaces both slots with empty ones whose base is the next sequence: after a deletion, so
+    /// that the deleted document's journaled bytes leave the slot files with them. Requires an
+    /// applied journal.
     ///
-    /// On ENOSPC the old journal stays, and LMDB already holds all its records: the state a crash
-    /// after the apply's commit leaves, which recovery handles. The writer then runs without a
-    /// journal and the next group retries the replacement, failing with `storageFull` until it
-    /// fits. Any other failure marks the store unusable.
+    /// On ENOSPC the old slots stay (LMDB holds all their records: the state a crash after the
+    /// deletion leaves, which recovery handles). The writer then runs without a journal and the
+    /// next group retries the replacement, failing with `storageFull` until it fits. Any other
+    /// failure marks the store unusable.
+    func resetJournal() throws(OpLogError) {
+        assertOnWriterThread()
+        guard let current = journal else { return }
+        assert(sealedJob == nil && !current.activeHoldsRecords, "resetting a journal that holds unapplied records")
+        let base = current.nextSequence
+        current.close()
+        journal = nil
+        try replaceJournal(baseSequence: base)
+    }
+
+    /// Creates empty slots whose first record will be `baseSequence` (see `resetJournal`).
     func replaceJournal(baseSequence: UInt64) throws(OpLogError) {
         do throws(StorageError) {
             journal = try Journal.create(directory: context.directory, baseSequence: baseSequence, mode: options.filePermissions)
@@ -51,13 +148,15 @@ extension Writer {
         } catch {
             guard error.isNoSpace else { throw poison(error.description) }
             journalBaseToCreate = baseSequence
-            throw .storageFull(detail: "the file system is full; the applied journal could not be replaced: \(error.description)")
+            throw .storageFull(detail: "the file system is full; the journal slots could not be replaced: \(error.description)")
         }
     }
 
     /// Writes one document's journaled changes: truncation (moving truncated op IDs that are still in
     /// the dedupe window to `dedupe` records), new op chunks, and the document record.
-    private func applyDocument(_ txn: borrowing WriteTransaction, _ document: DocumentID, view: DocumentView, window: DedupeWindow) throws {
+    private func applyDocument(
+        _ txn: borrowing WriteTransaction, _ document: DocumentID, view: DocumentView, window: DedupeWindow, deflater: Deflater?
+    ) throws -> DocumentRecord {
         var record = try tables.readDocumentRecord(txn, document) ?? .empty
         // Check before the record is rewritten: a lost first dedupe record must not be laundered
         // into a new `dedupeFrom` (gaps further up stay visible to the dedupe load and to verify).
@@ -67,7 +166,7 @@ extension Writer {
                 CorruptionLocation(area: "dedupe", document: document),
                 detail:
                     "the first dedupe record is at \(firstDedupe.map { "\($0)" } ?? "none") but the document record says "
-                        + "\(record.dedupeFrom)"
+                    + "\(record.dedupeFrom)"
             )
         }
         let oldestKept = window.oldestRevision(head: view.head)
@@ -96,7 +195,7 @@ extension Writer {
             let chunk = retained[start..<end]
             let key = KeyCoding.revisionKey(document, retained[start].revision)
             let value = try RecordFrame.encode(
-                kind: .opChunk, key: key, body: OpChunkRecord.encode(chunk), deflater: deflater(level: options.compressionLevel))
+                kind: .opChunk, key: key, body: OpChunkRecord.encode(chunk), deflater: deflater)
             try txn.put(tables.ops, key: key, value: value)
             record.chunkBytes += UInt64(value.count)
             start = end
@@ -110,6 +209,7 @@ extension Writer {
             tables.documents, key: key,
             value: RecordFrame.encode(
                 kind: .document, codec: .raw, key: key, stored: record.encode(), rawLength: DocumentRecord.encodedBytes))
+        return record
     }
 
     private func firstDedupeRevision(_ txn: borrowing WriteTransaction, _ document: DocumentID) throws -> Revision? {

@@ -12,6 +12,12 @@ extension Writer {
     func commitGroup(_ group: [WriteRequest], mayApply: Bool) {
         assertOnWriterThread()
         let started = DispatchTime.now().uptimeNanoseconds
+        absorbFinishedApply()
+        // Memory for unapplied ops is bounded at two slots' worth: past that, writing waits for
+        // the apply in flight (only when appends outrun LMDB commits for a whole slot).
+        if mayApply, sealedJob != nil, journalBytes >= Limits.unappliedJournalSlotsMax * options.journalApplyBytes {
+            quiesceApplier()
+        }
         if let failure {
             group.forEach { $0.fail(failure) }
             return
@@ -51,10 +57,8 @@ extension Writer {
         }
         resume(group, outcomes)
         metrics.commitLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
-        if mayApply, let journal, journal.recordBytes >= options.journalApplyBytes {
-            do { try applyJournal() } catch {
-                options.logger.error("journal apply failed", metadata: ["error": "\(error)"])
-            }
+        if mayApply, sealedJob != nil || (journal?.activeRecordBytes ?? 0) >= options.journalApplyBytes {
+            startApplyIfDue()
         }
     }
 
@@ -86,6 +90,7 @@ extension Writer {
             throw .limitExceeded(.batchPayloadBytes, value: max(frame.bytes.count, frame.rawLength), maximum: Limits.journalRecordBytesMax)
         }
         let syncStarted = DispatchTime.now().uptimeNanoseconds
+        let fillBefore = journal.fillBytesWritten
         do throws(Journal.AppendFailure) {
             try journal.append(frame.bytes, sync: options.durability == .full)
         } catch {
@@ -108,6 +113,7 @@ extension Writer {
             counters.groupCommits += 1
             counters.opsCommitted += entries.reduce(0) { $0 + $1.ops.count }
             counters.syncNanoseconds += syncNanoseconds
+            counters.journalFillBytes += journal.fillBytesWritten - fillBefore
         }
     }
 

@@ -15,7 +15,7 @@ enum JournalRecovery {
         let directory = context.directory
         // A read-only opener may race with the writer replacing the journal; read both again.
         for attempt in 1...Limits.recoveryReadAttemptsMax {
-            guard File.exists(directory + "/" + Journal.fileName) else {
+            guard Journal.exists(in: directory) else {
                 throw .corruption(CorruptionLocation(area: "journal"), detail: "the journal file is missing; acknowledged ops may be lost")
             }
             // One read transaction for the applied sequence and the document records the replay
@@ -29,7 +29,8 @@ enum JournalRecovery {
                         CorruptionLocation(area: "lmdb"),
                         detail:
                             "LMDB holds journal records up to \(applied) but the journal starts at \(contents.baseSequence): "
-                                + "the data file lost committed transactions (damaged or rolled-back meta page)"
+                            + "the data file lost committed transactions (damaged or rolled-back meta page), or damage "
+                            + "erased the journal records in between"
                     )
                 }
                 let views = try replay(contents.records.filter { $0.sequence > applied }, txn, tables: tables)
@@ -69,7 +70,7 @@ enum JournalRecovery {
                             CorruptionLocation(area: "journal", document: document, revision: ops.first?.revision),
                             detail:
                                 "journal record \(record.sequence) continues from head \(view.head) with revision "
-                                    + "\(ops.first?.revision ?? 0)"
+                                + "\(ops.first?.revision ?? 0)"
                         )
                     }
                     view.head += UInt64(ops.count)
@@ -95,25 +96,52 @@ enum JournalRecovery {
 }
 
 extension Writer {
-    /// Takes over the journal recovery read: opens it for appending (or starts a fresh one) and
-    /// applies what LMDB lacks.
+    /// Takes over the journal recovery read: applies what LMDB lacks, then opens the slots for
+    /// appending. A version 1 journal is upgraded here: once LMDB holds all of it, empty slots are
+    /// created (each made durable by a rename and a directory sync), and only then is `journal`
+    /// removed. A crash at any step leaves either the version 1 journal, which the next open reads
+    /// and upgrades again, or the slots (FORMAT.md, "Upgrading a version 1 store").
+    /// The upgrade's steps after the apply: slots, then the format record, then `journal` removed.
+    private func upgradeJournal(baseSequence: UInt64) throws(OpLogError) {
+        do {
+            journal = try Journal.create(directory: context.directory, baseSequence: baseSequence, mode: options.filePermissions)
+        } catch {
+            if error.isNoSpace { throw .storageFull(detail: "the file system is full; the journal could not be upgraded: \(error)") }
+            throw OpLogError(error)
+        }
+        try writeGrowing { txn in
+            guard var format = try tables.readFormat(txn) else {
+                throw OpLogError.corruption(CorruptionLocation(area: "meta"), detail: "the format record vanished during the upgrade")
+            }
+            format.version = formatVersion
+            try txn.put(
+                tables.meta, key: StoreTables.formatKey,
+                value: RecordFrame.encode(kind: .format, codec: .raw, key: StoreTables.formatKey, stored: format.encode(), rawLength: 20))
+        }
+        do { try Journal.removeLegacy(directory: context.directory) } catch { throw OpLogError(error) }
+        options.logger.notice("upgraded the store to format version \(formatVersion)")
+    }
+
     func adoptJournal(_ contents: Journal.Contents, applied: UInt64, views: JournalRecovery.Replayed) throws(OpLogError) {
+        assertOnWriterThread()
         dirtyDocuments = Set(views.views.keys)
         journalBytes = views.bytes
         try measureSpace()
-        let unapplied = contents.records.contains { $0.sequence > applied }
-        do {
-            if !unapplied {
-                if contents.records.isEmpty && contents.tornTail == nil && contents.baseSequence == applied + 1 {
-                    journal = try Journal.openForAppend(directory: context.directory, contents: contents)
-                } else {
-                    journal = try Journal.create(directory: context.directory, baseSequence: applied + 1, mode: options.filePermissions)
-                }
-                return
-            }
-            journal = try Journal.openForAppend(directory: context.directory, contents: contents)
-        } catch { throw OpLogError(error) }
-        // openForAppend numbers from the file's base; the apply writes only what LMDB lacks.
-        try applyJournal()
+        var appliedNow = applied
+        if let last = contents.records.last, last.sequence > applied {
+            let job = ApplyJob(lastSequence: last.sequence, views: reader.views(of: dirtyDocuments.sorted()), journalBytes: journalBytes)
+            assert(job.views.count == dirtyDocuments.count, "a replayed document has no view")
+            sealedJob = job
+            dirtyDocuments.removeAll()
+            try finishApplyAtOpen(job, commitApply(job, deflater: deflater(level: options.compressionLevel)))
+            appliedNow = last.sequence
+        }
+        if contents.version == JournalCoding.legacyVersion {
+            try upgradeJournal(baseSequence: appliedNow + 1)
+            return
+        }
+        do { journal = try Journal.openForAppend(directory: context.directory, contents: contents, applied: appliedNow) } catch {
+            throw OpLogError(error)
+        }
     }
 }

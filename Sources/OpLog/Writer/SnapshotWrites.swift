@@ -53,6 +53,11 @@ extension Writer {
             }
         }
         dedupe[document] = nil
+        // The applied slots still hold the document's journaled ops as stale frames: new, empty
+        // slots take their place (FORMAT.md, "Deleting a document").
+        do { try resetJournal() } catch {
+            options.logger.notice("the journal slots could not be replaced after a deletion", metadata: ["error": "\(error)"])
+        }
         announce([.documentDeleted(document: document)])
     }
 

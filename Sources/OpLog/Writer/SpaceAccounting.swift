@@ -9,7 +9,7 @@ extension Writer {
     /// - Throws: `storageFull` once the map is at `mapSizeMaximumBytes`, or when the commit failed
     ///   with ENOSPC (the store stays usable); `reopenRequired` after EIO or MDB_PANIC.
     func writeGrowing<T>(_ body: (borrowing WriteTransaction) throws -> T) throws(OpLogError) -> T {
-        assertOnWriterThread()
+        assertMayCommitToLMDB()
         var bumped = false
         while true {
             do {
@@ -23,7 +23,8 @@ extension Writer {
                 try afterLMDBCommit()
                 return result
             } catch let error as StorageError where error.isMapFull {
-                guard mapSizeBytes < options.mapSizeMaximumBytes else {
+                let mapSize = mapSizeBytes.load(ordering: .relaxed)
+                guard mapSize < options.mapSizeMaximumBytes else {
                     // LMDB reuses a page only once the commit after the one that freed it is done
                     // (the previous meta page may still point to it). Right after a deletion or a
                     // truncating apply, the freed pages are therefore not yet usable: one tiny
@@ -34,10 +35,10 @@ extension Writer {
                     }
                     throw .storageFull(detail: "the map reached its maximum of \(options.mapSizeMaximumBytes) bytes")
                 }
-                let grown = min(options.mapSizeMaximumBytes, mapSizeBytes * 2)
+                let grown = min(options.mapSizeMaximumBytes, mapSize * 2)
                 do { try tables.environment.setMapSize(grown) } catch { throw OpLogError(error) }
                 options.logger.info("grew the LMDB map", metadata: ["bytes": "\(grown)"])
-                mapSizeBytes = grown
+                mapSizeBytes.store(grown, ordering: .relaxed)
             } catch let error as StorageError where !error.isPanic && (error.isNoSpace || isFileSystemFullCommit(error)) {
                 throw storageFullAfterFailedCommit(error)
             } catch let error as StorageError where error.isPanic || error.isIOError {
@@ -88,9 +89,9 @@ extension Writer {
         let highWater = (info.lastPageNumber + 1) * info.pageSizeBytes
         // Counting free pages scans LMDB's free list; only worth it near the limit.
         if highWater + 4 * options.reservedBytesForDeletion >= options.mapSizeMaximumBytes {
-            lmdbUsedBytes = highWater - (try tables.environment.freePageCount()) * info.pageSizeBytes
+            lmdbUsedBytes.store(highWater - (try tables.environment.freePageCount()) * info.pageSizeBytes, ordering: .relaxed)
         } else {
-            lmdbUsedBytes = highWater
+            lmdbUsedBytes.store(highWater, ordering: .relaxed)
         }
     }
 
@@ -110,7 +111,8 @@ extension Writer {
     /// Whether `applyJournalIfSpaceIsTight` would apply before a group of `bytes`.
     func spaceIsTight(adding bytes: Int) -> Bool {
         journalBytes > 0
-            && lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion > options.mapSizeMaximumBytes
+            && lmdbUsedBytes.load(ordering: .relaxed) + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion
+                > options.mapSizeMaximumBytes
     }
 
     func checkSpace(adding bytes: Int) throws(OpLogError) {
@@ -118,11 +120,12 @@ extension Writer {
         if journalBytes > Limits.unappliedJournalApplies * options.journalApplyBytes + options.groupCommitMaxBytes {
             throw .storageFull(detail: "the journal holds \(journalBytes) bytes that could not be applied to LMDB")
         }
-        let projected = lmdbUsedBytes + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion
+        let used = lmdbUsedBytes.load(ordering: .relaxed)
+        let projected = used + 2 * (journalBytes + bytes) + options.reservedBytesForDeletion
         if projected > options.mapSizeMaximumBytes {
             throw .storageFull(
                 detail:
-                    "\(lmdbUsedBytes) bytes in use and \(journalBytes) journaled, of at most \(options.mapSizeMaximumBytes) "
+                    "\(used) bytes in use and \(journalBytes) journaled, of at most \(options.mapSizeMaximumBytes) "
                     + "(keeping \(options.reservedBytesForDeletion) for deletions)"
             )
         }
@@ -134,7 +137,8 @@ extension Writer {
     func measureSpace() throws(OpLogError) {
         do {
             let info = try tables.environment.info()
-            lmdbUsedBytes = (info.lastPageNumber + 1 - (try tables.environment.freePageCount())) * info.pageSizeBytes
+            lmdbUsedBytes.store(
+                (info.lastPageNumber + 1 - (try tables.environment.freePageCount())) * info.pageSizeBytes, ordering: .relaxed)
         } catch { throw OpLogError(mapping: error) }
     }
 }

@@ -20,19 +20,30 @@ final class Writer: @unchecked Sendable {
     private let lockFile: File
 
     var journal: Journal?
-    /// Set while `journal` is nil because its replacement after an apply ran out of space.
+    /// Set while `journal` is nil because creating its slots (upgrade, reset after a deletion) ran
+    /// out of space.
     var journalBaseToCreate: UInt64?
     /// Record bytes in the journal not yet applied (for the storage-full estimate).
     var journalBytes = 0
-    var mapSizeBytes: Int
+    /// A sealed slot's changes until an apply commits them (a failed apply's stay, and are tried
+    /// again).
+    var sealedJob: ApplyJob?
+    /// The thread applying sealed slots; started with the writer thread (recovery applies on the
+    /// opening thread).
+    private(set) var applier: JournalApplier?
+    /// The LMDB map size now, and the bytes in use after the last commit (pages in use × page
+    /// size, for the full check). Written by whoever commits to LMDB (the applier's thread or
+    /// the turn holder, never both at once), read by the turn holder meanwhile.
+    let mapSizeBytes: Atomic<Int>
+    let lmdbUsedBytes = Atomic<Int>(0)
     /// Op IDs remembered per document (loaded on a document's first append after open).
     var dedupe: [DocumentID: DedupeIndex] = [:]
     /// Documents with journaled changes that the next apply must write.
     var dirtyDocuments: Set<DocumentID> = []
-    /// LMDB bytes in use after the last commit (pages in use × page size), for the full check.
-    var lmdbUsedBytes = 0
-    /// Set when an I/O failure left the journal uncertain; every later write fails with it.
-    var failure: OpLogError?
+    /// Set when an I/O failure left the journal or LMDB uncertain; every later write fails with it.
+    /// Behind a lock: the applier's thread may set it.
+    private let failureState = Mutex<OpLogError?>(nil)
+    var failure: OpLogError? { failureState.withLock { $0 } }
     /// Deflate streams kept per level (journal records, op chunks), so that a group commit or an
     /// apply never initialises one: see `Deflater`.
     private var deflaters: [Int32: Deflater] = [:]
@@ -48,7 +59,7 @@ final class Writer: @unchecked Sendable {
         self.context = context
         self.reader = reader
         self.lockFile = lockFile
-        self.mapSizeBytes = mapSizeBytes
+        self.mapSizeBytes = Atomic(mapSizeBytes)
     }
 
     var options: StoreOptions { context.options }
@@ -58,9 +69,17 @@ final class Writer: @unchecked Sendable {
     /// Checks the thread-confinement invariant: writer state is touched only by the writer thread,
     /// or during open before that thread exists.
     func assertOnWriterThread(_ function: StaticString = #function) {
+        assert(holdsTurn, "\(function) ran without the writer's turn")
+    }
+
+    private var holdsTurn: Bool { thread == nil || turnHolder.map { pthread_equal($0, pthread_self()) != 0 } == true }
+
+    /// Checks that one party commits to LMDB at a time: the applier's thread during an apply, else
+    /// the holder of the turn with the applier idle.
+    func assertMayCommitToLMDB(_ function: StaticString = #function) {
         assert(
-            thread == nil || turnHolder.map { pthread_equal($0, pthread_self()) != 0 } == true,
-            "\(function) ran without the writer's turn")
+            applier?.isCurrentThread == true || (holdsTurn && applier?.isBusy != true),
+            "\(function) committed to LMDB beside another committer")
     }
 
     /// Runs `body` holding the writer's turn.
@@ -102,7 +121,7 @@ final class Writer: @unchecked Sendable {
         let request = WriteRequest.append(batch: batch, continuation: Reply { reply.result = $0 })
         let bytes = request.payloadBytes
         let outcome: Result<[AppendResult], OpLogError>?? = withTurnIfFree {
-            guard queue.isIdle, failure == nil, let journal, journal.recordBytes + bytes < options.journalApplyBytes,
+            guard queue.isIdle, failure == nil, let journal, journal.activeRecordBytes + bytes < options.journalApplyBytes,
                 !spaceIsTight(adding: bytes)
             else { return nil }
             commitOnCallerThread([request], mayApply: false)
@@ -177,6 +196,19 @@ final class Writer: @unchecked Sendable {
     }
 
     func start() {
+        let level = options.compressionLevel
+        applier = JournalApplier(
+            work: { [unowned self] job in
+                // One deflate stream per apply (megabytes apart), owned by the applier's thread.
+                let deflater: Deflater?
+                do { deflater = level > 0 ? try Deflater(level: level) : nil } catch { return .failure(OpLogError(mapping: error)) }
+                return commitApply(job, deflater: deflater)
+            },
+            finished: { [unowned self] in
+                // The views drop the applied ops now if no one holds the turn; else its holder
+                // takes the result at its next group.
+                _ = withTurnIfFree { absorbFinishedApply() }
+            })
         let started = DispatchSemaphore(value: 0)
         let thread = Thread { [self] in
             self.thread = pthread_self()
@@ -223,6 +255,8 @@ final class Writer: @unchecked Sendable {
     }
 
     private func runExclusive(_ request: WriteRequest) {
+        // Snapshot writes, deletions and checkpoints commit to LMDB themselves: after the apply.
+        quiesceApplier()
         func run(_ continuation: Reply<Void>, _ body: () throws(OpLogError) -> Void) {
             do throws(OpLogError) {
                 if let failure { throw failure }
@@ -248,7 +282,9 @@ final class Writer: @unchecked Sendable {
 
     /// Applies what is journaled, closes the journal and the environment.
     private func shutDown() throws(OpLogError) {
+        quiesceApplier()
         defer {
+            applier?.shutDown()
             journal?.close()
             reader.markClosed()
             tables.environment.close()
@@ -265,7 +301,7 @@ final class Writer: @unchecked Sendable {
     /// Marks the store unusable after an I/O failure whose effect on disk is unknown.
     func poison(_ reason: String) -> OpLogError {
         let error = OpLogError.reopenRequired(reason: reason)
-        if failure == nil { failure = error }
+        failureState.withLock { if $0 == nil { $0 = error } }
         options.logger.error("store needs reopening", metadata: ["reason": "\(reason)"])
         return error
     }
@@ -289,6 +325,9 @@ public struct WriterCounters: Sendable, Equatable {
     public var commitsOnCallerThreads = 0
     /// Time spent in the journal's sync calls.
     public var syncNanoseconds: UInt64 = 0
+    /// Zero bytes written to grow the journal's slot files (part of the bytes written; a slot grows
+    /// once, then is reused).
+    public var journalFillBytes = 0
     /// Journal applies into LMDB, and all LMDB write transactions (applies, snapshots, deletions).
     public var journalApplies = 0
     /// LMDB write transactions: applies, snapshot writes and deletions.

@@ -100,7 +100,7 @@ import Testing
         defer { dir.remove() }
         #expect(try Self.run(["demo", "--store", dir.path, "--patches", "50", "--no-compaction"]).status == 0)
         #expect(File.permissions(of: dir.path) == 0o700)
-        for name in ["data.mdb", "lock.mdb", "journal", "oplog.lock"] {
+        for name in ["data.mdb", "lock.mdb", "oplog.lock"] + Journal.slotFileNames {
             #expect(
                 File.permissions(of: dir.path + "/" + name) == 0o600,
                 "\(name) is \(String(File.permissions(of: dir.path + "/" + name) ?? 0, radix: 8))")

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import OpLog
+import OpLogStorage
 import OpLogTestSupport
 import OpLogText
 import Testing
@@ -112,6 +113,9 @@ import Testing
                     "\(name): retry of \(retry.opID) in \(retry.document)")
             }
         }
+        // The writable open upgraded an older store: the version 2 journal slots replace `journal`.
+        #expect(!File.exists(dir.path + "/" + Journal.legacyFileName), "\(name): the version 1 journal is still there")
+        #expect(Journal.slotFileNames.allSatisfy { File.exists(dir.path + "/" + $0) }, "\(name): the journal slots are missing")
         try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
             try Self.check(store, manifest, label: "\(name) reopened")
         }
@@ -256,7 +260,7 @@ import Testing
         // Copied while open: the journal keeps its unapplied records, as after a crash.
         try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
         var files: [String: String] = [:]
-        for file in ["data.mdb", "journal"] {
+        for file in ["data.mdb"] + Journal.fileNames where FileManager.default.fileExists(atPath: directory + "/" + file) {
             try FileManager.default.copyItem(atPath: directory + "/" + file, toPath: destination + "/" + file)
             files[file] = try sha256(file: destination + "/" + file)
         }

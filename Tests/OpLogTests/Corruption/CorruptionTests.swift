@@ -102,7 +102,7 @@ import Testing
             for index in 1...3 { _ = try await store.append([op(UInt64(index), "p\(index)")], to: doc("j")) }
             try FileManager.default.copyItem(atPath: journalDir.path, toPath: copy.path)
         }
-        let journalPath = copy.path + "/journal"
+        let journalPath = try newestJournalSlot(copy.path).path
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: journalPath)))
         bytes[32 + 30] ^= 0xFF
         try Data(bytes).write(to: URL(fileURLWithPath: journalPath))
@@ -127,9 +127,9 @@ import Testing
             try FileManager.default.copyItem(atPath: dir.path, toPath: copy.path)
         }
         // Tear the last record: cut its final bytes (a write that never completed).
-        let journalPath = copy.path + "/journal"
+        let (journalPath, end) = try newestJournalSlot(copy.path)
         var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: journalPath)))
-        bytes.removeLast(5)
+        for index in (end - 5)..<end { bytes[index] = 0 }
         try Data(bytes).write(to: URL(fileURLWithPath: journalPath))
         try await withStore(copy.path) { store async throws in
             #expect(try store.head(of: doc("t")) == 1)
@@ -139,11 +139,8 @@ import Testing
         let lost = TemporaryDirectory()
         defer { lost.remove() }
         try await withStore(lost.path) { store async throws in _ = try await store.append([op(1)], to: doc("t")) }
-        var header = try [UInt8](Data(contentsOf: URL(fileURLWithPath: lost.path + "/journal")))
-        header[16] &+= 5
-        let crc = Zlib.crc32(Array(header[0..<24]))
-        for index in 0..<4 { header[24 + index] = UInt8(truncatingIfNeeded: crc >> (8 * index)) }
-        try Data(header).write(to: URL(fileURLWithPath: lost.path + "/journal"))
+        // Empty slots based 5 records past what LMDB holds.
+        try Journal.create(directory: lost.path, baseSequence: 7, mode: 0o600).close()
         #expect { try OpLogStore.open(directory: lost.path, options: testOptions()) } throws: { error in
             guard case .corruption(let location, let detail) = error as? OpLogError else { return false }
             return location.area == "lmdb" && detail.contains("lost committed transactions")

@@ -88,7 +88,7 @@ enum DamageTemplate {
     /// Copies the files a store needs (not `lock.mdb`, which LMDB recreates).
     static func copy(_ source: String, to destination: String) throws {
         try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
-        for name in ["data.mdb", "journal"] {
+        for name in ["data.mdb"] + Journal.fileNames where FileManager.default.fileExists(atPath: source + "/" + name) {
             try FileManager.default.copyItem(atPath: source + "/" + name, toPath: destination + "/" + name)
         }
     }

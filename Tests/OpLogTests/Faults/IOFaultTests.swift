@@ -81,7 +81,7 @@ import Testing
         defer { scratch.remove() }
         try FileManager.default.createDirectory(atPath: scratch.path, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: dir.path, withIntermediateDirectories: true)
-        for name in ["data.mdb", "journal"] {
+        for name in ["data.mdb"] + Journal.fileNames where FileManager.default.fileExists(atPath: template + "/" + name) {
             try FileManager.default.copyItem(atPath: template + "/" + name, toPath: dir.path + "/" + name)
         }
         let child = try FaultLayer.run(

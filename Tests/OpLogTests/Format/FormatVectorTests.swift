@@ -34,7 +34,9 @@ import Testing
     static let opChunkValue =
         "0400000060000000600000003586c49c01020102030405060708090a0b0c0d0e0f1080d095ffbc3103616e6e01e807157b2270223a302c2264223a30"
             + "2c2269223a2268227d000000000000000100000000000000020302626f00157b2270223a312c2264223a302c2269223a2269227d"
+    /// Version 1's header (base 7), which readers still read, and version 2's (slot 1, base 7).
     static let journalHeader = "4f504c4f474a4e4c0100000000000000070000000000000025f61ade00000000"
+    static let journalSlotHeader = "4f504c4f474a4e4c02000000010000000700000000000000b80e776c00000000"
     static let journalFrame =
         "6c0000006c0000000700000000000000000000006797e37d020103646f6301020102030405060708090a0b0c0d0e0f1080d095ffbc3103616e6e01e8"
             + "07157b2270223a302c2264223a302c2269223a2268227d000000000000000100000000000000020302626f00157b2270223a312c2264223a302c2269"
@@ -72,8 +74,10 @@ import Testing
     }
 
     @Test func journalBothWays() throws {
-        #expect(Self.hex(JournalCoding.encodeFileHeader(baseSequence: 7)) == Self.journalHeader)
-        #expect(try JournalCoding.decodeFileHeader(Self.bytes(Self.journalHeader)) == (1, 7))
+        #expect(Self.hex(JournalCoding.encodeFileHeader(baseSequence: 7, slot: 0, version: 1)) == Self.journalHeader)
+        #expect(try JournalCoding.decodeFileHeader(Self.bytes(Self.journalHeader)) == .init(version: 1, slot: 0, baseSequence: 7))
+        #expect(Self.hex(JournalCoding.encodeFileHeader(baseSequence: 7, slot: 1)) == Self.journalSlotHeader)
+        #expect(try JournalCoding.decodeFileHeader(Self.bytes(Self.journalSlotHeader)) == .init(version: 2, slot: 1, baseSequence: 7))
         let entries: [JournalEntry] = [.ops(document: Self.document, ops: Self.ops), .truncate(document: Self.document, floor: 2)]
         #expect(
             Self.hex(try JournalCoding.encodeFrame(JournalRecord(sequence: 7, entries: entries), compressionLevel: 0).bytes)
@@ -111,7 +115,7 @@ import Testing
         print(
             "opChunk", Self.hex(chunkKey),
             Self.hex(RecordFrame.encode(kind: .opChunk, codec: .raw, key: chunkKey, stored: body, rawLength: body.count)))
-        print("journalHeader", Self.hex(JournalCoding.encodeFileHeader(baseSequence: 7)))
+        print("journalSlotHeader", Self.hex(JournalCoding.encodeFileHeader(baseSequence: 7, slot: 1)))
         let entries: [JournalEntry] = [.ops(document: Self.document, ops: Self.ops), .truncate(document: Self.document, floor: 2)]
         print(
             "journalFrame", Self.hex(try JournalCoding.encodeFrame(JournalRecord(sequence: 7, entries: entries), compressionLevel: 0).bytes)

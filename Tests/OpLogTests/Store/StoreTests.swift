@@ -264,9 +264,9 @@ import Testing
             _ = try await store.backup(to: backup.path)
         }
         #expect(File.permissions(of: dir.path) == 0o700)
-        for path in ["data.mdb", "lock.mdb", "journal", "oplog.lock"].map({ dir.path + "/" + $0 }) + [
-            backup.path + "/data.mdb", backup.path + "/journal",
-        ] {
+        for path in (["data.mdb", "lock.mdb", "oplog.lock"] + Journal.slotFileNames).map({ dir.path + "/" + $0 })
+            + (["data.mdb"] + Journal.slotFileNames).map({ backup.path + "/" + $0 })
+        {
             #expect(File.permissions(of: path) == 0o600, "\(path)")
         }
         let wide = TemporaryDirectory("oplog-group")
@@ -275,7 +275,7 @@ import Testing
         options.filePermissions = 0o640
         options.directoryPermissions = 0o750
         try await withStore(wide.path, options: options) { store async throws in _ = try await store.append([op(1)], to: doc("d")) }
-        #expect(File.permissions(of: wide.path) == 0o750 && File.permissions(of: wide.path + "/journal") == 0o640)
+        #expect(File.permissions(of: wide.path) == 0o750 && File.permissions(of: wide.path + "/journal.1") == 0o640)
         options.filePermissions = 0o666 | 0o100
         #expect(throws: OpLogError.self) { try OpLogStore.open(directory: wide.path, options: options) }
     }

@@ -87,3 +87,11 @@ struct WaitTimedOut: Error, CustomStringConvertible { let description: String }
 
 /// Whether long variants of tests run (`OPLOG_LONG_TESTS=1`).
 var longTests: Bool { ProcessInfo.processInfo.environment["OPLOG_LONG_TESTS"] == "1" }
+
+/// The journal slot file holding the newest records, and the offset where its run ends: for tests
+/// that damage the journal's last records.
+func newestJournalSlot(_ directory: String) throws -> (path: String, endOffset: Int) {
+    let contents = try Journal.read(directory: directory, strict: false)
+    let newest = try #require(contents.slots.max { ($0.records.last?.sequence ?? 0) < ($1.records.last?.sequence ?? 0) })
+    return (directory + "/" + Journal.slotFileNames[newest.index], newest.endOffset)
+}
