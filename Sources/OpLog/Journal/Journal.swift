@@ -230,6 +230,12 @@ package final class Journal {
             }
             switch JournalCoding.readFrame(bytes[offset...]) {
             case .record(let record, let frameLength):
+                // Sequences count group commits: one this large is damage, and the arithmetic on
+                // it below (the next expected, the strict search's range) must not overflow.
+                guard record.sequence < Self.sequenceBound, header.baseSequence < Self.sequenceBound else {
+                    throw .corruption(
+                        CorruptionLocation(area: "journal"), detail: "\(name): record at offset \(offset) has sequence \(record.sequence)")
+                }
                 if let expected, record.sequence < expected, !legacy, record.sequence < result.records[0].sequence {
                     // A frame of the slot's previous use: the current run ended before it.
                     result.end = .clean
@@ -254,6 +260,9 @@ package final class Journal {
         return result
     }
 
+    /// Above any sequence a journal reaches (2⁶² group commits); keeps sequence arithmetic exact.
+    private static let sequenceBound: UInt64 = 1 << 62
+
     /// Whether a full frame header of zeros starts at `offset` (or only zeros are left).
     private static func isEndMarker(_ bytes: [UInt8], at offset: Int) -> Bool {
         let end = min(bytes.count, offset + JournalCoding.frameHeaderSize)
@@ -265,7 +274,8 @@ package final class Journal {
     /// records before it. Only a torn final write may end the journal early, even when the damage
     /// hit a length field. Cheap: a sequence compare per offset, a full check only on a match.
     private static func searchBehind(_ scans: [SlotScan], legacy: Bool, bytes files: [[UInt8]]) throws(OpLogError) {
-        let highest = scans.flatMap(\.records).map(\.sequence).max() ?? (scans.map(\.header.baseSequence).max()! - 1)
+        let bases = scans.map { min($0.header.baseSequence, sequenceBound) }
+        let highest = scans.flatMap(\.records).map(\.sequence).max() ?? (bases.max()! - 1)
         for (scan, bytes) in zip(scans, files) {
             // A version 1 journal that ends cleanly is zero to its end: nothing can follow. Its rule
             // looks for the one record after the damaged one (FORMAT.md, version 1 scan).
