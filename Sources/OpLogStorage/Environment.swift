@@ -30,9 +30,12 @@ public struct EnvironmentConfiguration: Sendable {
 ///
 /// Thread safety: read transactions may run on any thread at once (`MDB_NOTLS`); write transactions
 /// are serialised by `writeLock` and never cross an `await`, because LMDB binds a write transaction to
-/// the thread that began it. `resizeLock` is taken shared by every transaction and exclusively by a map
-/// resize, because `mdb_env_set_mapsize` "may only be called if no transactions are active in this
-/// process" and LMDB does not check that itself.
+/// the thread that began it. `resizeLock` is taken shared by every call that reads the map or the
+/// handle (transactions, `mdb_env_info`/`mdb_env_stat`, which read the meta pages through the map, a
+/// copy, a sync) and exclusively by a map resize and by close, because `mdb_env_set_mapsize` "may only
+/// be called if no transactions are active in this process" and LMDB does not check that itself: a
+/// resize unmaps the old map, and a call reading it meanwhile reads whatever is mapped there next
+/// (another store's file: SIGBUS past its end).
 public final class Environment: @unchecked Sendable {
     // Invariant making @unchecked Sendable true: `handle` is set once in init and freed once in
     // close(), which takes `resizeLock` exclusively so no transaction is running.
@@ -94,21 +97,37 @@ public final class Environment: @unchecked Sendable {
     /// The transaction cannot escape `body`, which is what keeps readers short-lived: a long-lived
     /// read transaction would stop LMDB from reusing pages freed after it began.
     public func read<T>(_ body: (borrowing ReadTransaction) throws -> T) throws -> T {
-        try resizeLock.withReadLock {
-            let env = try liveHandle(.beginTransaction)
-            var txn: OpaquePointer?
-            var code = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn)
-            if code == MDB_MAP_RESIZED {
-                // Another process grew the map; adopting it is allowed with no transaction active in
-                // this process for this call, and passing 0 keeps the size the file now has.
-                code = mdb_env_set_mapsize(env, 0)
-                if code == MDB_SUCCESS { code = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn) }
+        while true {
+            let outcome: ReadOutcome<T> = try resizeLock.withReadLock {
+                let env = try liveHandle(.beginTransaction)
+                var txn: OpaquePointer?
+                let code = mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn)
+                if code == MDB_MAP_RESIZED { return .mapResizedElsewhere }
+                try checkLMDB(code, .beginTransaction, "read")
+                guard let txn else { throw StorageError(.lmdb(EINVAL), call: .beginTransaction, detail: "no transaction returned") }
+                defer { mdb_txn_abort(txn) }
+                return .done(try body(ReadTransaction(handle: TransactionHandle(txn: txn))))
             }
-            try checkLMDB(code, .beginTransaction, "read")
-            guard let txn else { throw StorageError(.lmdb(EINVAL), call: .beginTransaction, detail: "no transaction returned") }
-            defer { mdb_txn_abort(txn) }
-            return try body(ReadTransaction(handle: TransactionHandle(txn: txn)))
+            switch outcome {
+            case .done(let result): return result
+            case .mapResizedElsewhere: try adoptMapSize()
+            }
         }
+    }
+
+    private enum ReadOutcome<T> {
+        case done(T)
+        case mapResizedElsewhere
+    }
+
+    /// Another process grew the map. Adopting it is allowed only with no transaction of this process
+    /// running, so it takes `resizeLock` exclusively; passing 0 keeps the size the file now has.
+    private func adoptMapSize() throws(StorageError) {
+        let code: Int32 = resizeLock.withWriteLock {
+            guard let env = handle else { return EINVAL }
+            return mdb_env_set_mapsize(env, 0)
+        }
+        try checkLMDB(code, .setMapSize, "adopting a map grown by another process")
     }
 
     /// Runs `body` in a write transaction, committing when it returns and aborting when it throws.
@@ -166,11 +185,14 @@ public final class Environment: @unchecked Sendable {
 
     /// Map size, last used page and last transaction ID (`mdb_env_info`).
     public func info() throws(StorageError) -> EnvironmentInfo {
-        let env = try liveHandle(.environmentInfo)
-        var raw = MDB_envinfo()
-        try checkLMDB(mdb_env_info(env, &raw), .environmentInfo)
-        var stat = MDB_stat()
-        try checkLMDB(mdb_env_stat(env, &stat), .environmentInfo, "stat")
+        let (raw, stat) = try resizeLock.withReadLock { () throws(StorageError) -> (MDB_envinfo, MDB_stat) in
+            let env = try liveHandle(.environmentInfo)
+            var raw = MDB_envinfo()
+            try checkLMDB(mdb_env_info(env, &raw), .environmentInfo)
+            var stat = MDB_stat()
+            try checkLMDB(mdb_env_stat(env, &stat), .environmentInfo, "stat")
+            return (raw, stat)
+        }
         return EnvironmentInfo(
             mapSizeBytes: raw.me_mapsize, lastPageNumber: raw.me_last_pgno,
             lastTransactionID: raw.me_last_txnid, pageSizeBytes: Int(stat.ms_psize),
@@ -179,25 +201,31 @@ public final class Environment: @unchecked Sendable {
 
     /// Flushes buffered commits to disk (`mdb_env_sync(env, 1)`), for the skip-sync mode.
     public func sync() throws(StorageError) {
-        let env = try liveHandle(.environmentSync)
-        try checkLMDB(mdb_env_sync(env, 1), .environmentSync)
+        try resizeLock.withReadLock { () throws(StorageError) in
+            let env = try liveHandle(.environmentSync)
+            try checkLMDB(mdb_env_sync(env, 1), .environmentSync)
+        }
     }
 
     /// Writes a consistent copy of the environment to `directory` (`mdb_env_copy2`), optionally
     /// compacted (free pages omitted, pages renumbered). Runs in its own read transaction.
     public func copy(to directory: String, compact: Bool) throws(StorageError) {
-        let env = try liveHandle(.environmentCopy)
-        let flags = compact ? UInt32(MDB_CP_COMPACT) : 0
-        try checkLMDB(mdb_env_copy2(env, directory, flags), .environmentCopy)
+        try resizeLock.withReadLock { () throws(StorageError) in
+            let env = try liveHandle(.environmentCopy)
+            let flags = compact ? UInt32(MDB_CP_COMPACT) : 0
+            try checkLMDB(mdb_env_copy2(env, directory, flags), .environmentCopy)
+        }
     }
 
     /// Clears reader slots of dead processes; returns how many were cleared.
     @discardableResult
     public func clearStaleReaders() throws(StorageError) -> Int {
-        let env = try liveHandle(.readerCheck)
-        var dead: Int32 = 0
-        try checkLMDB(mdb_reader_check(env, &dead), .readerCheck)
-        return Int(dead)
+        try resizeLock.withReadLock { () throws(StorageError) -> Int in
+            let env = try liveHandle(.readerCheck)
+            var dead: Int32 = 0
+            try checkLMDB(mdb_reader_check(env, &dead), .readerCheck)
+            return Int(dead)
+        }
     }
 
     /// Counts pages on LMDB's free list (free database, DBI 0) as of the last commit.

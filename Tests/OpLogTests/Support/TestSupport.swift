@@ -8,12 +8,16 @@ import Testing
 struct TemporaryDirectory {
     let path: String
 
-    /// `inMemory`: on tmpfs (`/dev/shm`) when there is one, for tests whose point is not the disk
-    /// and that sync a lot (the property test).
+    /// `inMemory`: on tmpfs (`/dev/shm`) when there is one with room to spare, for tests whose point
+    /// is not the disk and that sync a lot (the property test). A container's `/dev/shm` may be as
+    /// small as 64 MiB, and a full tmpfs answers a first touch of a mapped page (LMDB's lock file)
+    /// with SIGBUS instead of an error, so a small or busy one is not used.
     init(_ name: String = "oplog-test", inMemory: Bool = false) {
-        let base = inMemory && access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : NSTemporaryDirectory()
-        path = base + "\(name)-\(UUID().uuidString)"
+        let useMemory = inMemory && access("/dev/shm", W_OK) == 0 && (File.availableBytes("/dev/shm") ?? 0) >= Self.inMemoryFreeBytesMin
+        path = (useMemory ? "/dev/shm/" : NSTemporaryDirectory()) + "\(name)-\(UUID().uuidString)"
     }
+
+    static let inMemoryFreeBytesMin = 1 << 30
 
     func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
