@@ -70,8 +70,12 @@ public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible 
     /// `MDB_PANIC`: LMDB declared the environment unusable; it must be reopened.
     public var isPanic: Bool { kind == .lmdb(MDB_PANIC) }
     /// `MDB_CORRUPTED` / `MDB_PAGE_NOTFOUND` / `MDB_INVALID`: LMDB's own structures are damaged.
+    /// `MDB_BAD_TXN` too: OpLog never calls into a transaction after one of its calls failed (every
+    /// failure throws out of the transaction's body, which then ends), so a blocked transaction is
+    /// one LMDB flagged itself while walking a damaged page it reported some other way (seen with
+    /// a flipped byte in a leaf page: the store's open failed with `mdb_get`'s `MDB_BAD_TXN`).
     public var isLMDBCorruption: Bool {
-        kind == .lmdb(MDB_CORRUPTED) || kind == .lmdb(MDB_PAGE_NOTFOUND) || kind == .lmdb(MDB_INVALID)
+        kind == .lmdb(MDB_CORRUPTED) || kind == .lmdb(MDB_PAGE_NOTFOUND) || kind == .lmdb(MDB_INVALID) || kind == .lmdb(MDB_BAD_TXN)
     }
     /// `ENOSPC` from LMDB or the file system.
     public var isNoSpace: Bool { kind == .lmdb(ENOSPC) || kind == .system(ENOSPC) }
