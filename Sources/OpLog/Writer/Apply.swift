@@ -11,7 +11,7 @@ extension Writer {
     func startApplyIfDue() {
         assertOnWriterThread()
         absorbFinishedApply()
-        guard let applier, !applier.isBusy, failure == nil, let journal else { return }
+        guard let applier, !applier.isApplyingOrHoldsResult, failure == nil, let journal else { return }
         if sealedJob == nil {
             guard journal.activeRecordBytes >= options.journalApplyBytes else { return }
             do { sealedJob = try sealActiveSlot() } catch {

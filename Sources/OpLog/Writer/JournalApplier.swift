@@ -15,21 +15,35 @@ struct ApplyJob: Sendable {
 /// What an apply wrote per document: the new document record (for the views' rebase).
 typealias AppliedRecords = [DocumentID: DocumentRecord]
 
-/// The thread that applies sealed journal slots to LMDB while the writer goes on appending to the
-/// other slot, so that an acknowledgement never waits for an apply's LMDB commit.
+/// The thread that commits to LMDB while the writer goes on appending: sealed journal slots
+/// (applied while the writer appends to the other slot, so that an acknowledgement never waits for
+/// an apply's LMDB commit) and snapshot writes (so that a snapshot's commit, two syncs in the
+/// durable modes, never holds up the appends queued behind it).
 ///
-/// One job at a time. Its result waits here until the holder of the writer's turn takes it
+/// Work runs in the order it was handed over, one item at a time; at most one apply is queued or
+/// running. An apply's result waits here until the holder of the writer's turn takes it
 /// (`takeResult`), which is when the views and the journal learn what LMDB now holds; the applier
 /// itself never takes the turn, so a turn holder may wait for it (`waitUntilIdle`) without a
-/// deadlock.
+/// deadlock. A snapshot write answers its caller itself.
 ///
 /// Thread safety: `state` is touched only under `condition`, which makes `@unchecked Sendable` true.
 final class JournalApplier: @unchecked Sendable {
+    private enum Work {
+        case apply(ApplyJob)
+        case commit(@Sendable () -> Void)
+    }
+
     private struct State {
-        var job: ApplyJob?
-        var running = false
+        var queued: [Work] = []
+        /// What runs now: nil when idle.
+        var running: Work?
         var result: (ApplyJob, Result<AppliedRecords, OpLogError>)?
         var isShutDown = false
+
+        var isApplying: Bool {
+            if case .apply = running { return true }
+            return queued.contains { if case .apply = $0 { true } else { false } }
+        }
     }
 
     private let condition = NSCondition()
@@ -57,20 +71,40 @@ final class JournalApplier: @unchecked Sendable {
     /// Whether the calling thread is the applier's.
     var isCurrentThread: Bool { thread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
 
-    /// Whether a job is queued or running (its result not yet stored).
+    /// Whether anything is queued or running.
     var isBusy: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return state.running || state.job != nil
+        return state.running != nil || !state.queued.isEmpty
     }
 
-    /// Starts `job`. The applier must be idle and its last result taken.
-    func start(_ job: ApplyJob) {
+    /// Whether an apply is queued or running, or its result not yet taken: another may not start.
+    var isApplyingOrHoldsResult: Bool {
         condition.lock()
         defer { condition.unlock() }
-        assert(!state.running && state.job == nil && state.result == nil, "an apply started while another is in flight")
-        assert(!state.isShutDown, "an apply started after shutdown")
-        state.job = job
+        return state.isApplying || state.result != nil
+    }
+
+    /// Starts `job` after the work queued before it. No other apply may be in flight, and the
+    /// last one's result must have been taken.
+    func start(_ job: ApplyJob) {
+        enqueue(.apply(job)) { state in
+            assert(!state.isApplying && state.result == nil, "an apply started while another is in flight")
+        }
+    }
+
+    /// Runs `commit` on the applier's thread after the work queued before it. `commit` answers
+    /// its own caller and may commit to LMDB; it must not take the writer's turn.
+    func commit(_ commit: @escaping @Sendable () -> Void) {
+        enqueue(.commit(commit)) { _ in }
+    }
+
+    private func enqueue(_ work: Work, check: (State) -> Void) {
+        condition.lock()
+        defer { condition.unlock() }
+        check(state)
+        assert(!state.isShutDown, "work handed to the applier after shutdown")
+        state.queued.append(work)
         condition.broadcast()
     }
 
@@ -83,11 +117,11 @@ final class JournalApplier: @unchecked Sendable {
         return result
     }
 
-    /// Blocks until no job is queued or running.
+    /// Blocks until nothing is queued or running.
     func waitUntilIdle() {
         assert(!isCurrentThread, "the applier waiting for itself")
         condition.lock()
-        while state.running || state.job != nil { condition.wait() }
+        while state.running != nil || !state.queued.isEmpty { condition.wait() }
         condition.unlock()
     }
 
@@ -102,21 +136,30 @@ final class JournalApplier: @unchecked Sendable {
     private func run() {
         while true {
             condition.lock()
-            while state.job == nil && !state.isShutDown { condition.wait() }
-            guard let job = state.job else {
+            while state.queued.isEmpty && !state.isShutDown { condition.wait() }
+            guard !state.queued.isEmpty else {
                 condition.unlock()
                 return
             }
-            state.job = nil
-            state.running = true
+            let next = state.queued.removeFirst()
+            state.running = next
             condition.unlock()
-            let result = work(job)
-            condition.lock()
-            state.running = false
-            state.result = (job, result)
-            condition.broadcast()
-            condition.unlock()
-            finished()
+            switch next {
+            case .apply(let job):
+                let result = work(job)
+                condition.lock()
+                state.running = nil
+                state.result = (job, result)
+                condition.broadcast()
+                condition.unlock()
+                finished()
+            case .commit(let commit):
+                commit()
+                condition.lock()
+                state.running = nil
+                condition.broadcast()
+                condition.unlock()
+            }
         }
     }
 }

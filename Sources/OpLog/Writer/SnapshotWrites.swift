@@ -1,29 +1,49 @@
 import OpLogStorage
 
-/// Snapshot writes and document deletion: direct LMDB commits on the writer thread.
+/// Snapshot writes and document deletion: direct LMDB commits, not journaled.
 ///
 /// Snapshots bypass the journal because they are large and rare: journaling them would write every
 /// snapshot twice. A truncation, which is journaled, is only accepted once the snapshot it relies on
 /// is committed, so no crash can leave a retained revision without ops or snapshot to replay from.
 extension Writer {
-    /// Stores a snapshot record framed by the caller (`putSnapshot` compresses off this thread).
-    func writeSnapshot(frame: [UInt8], of document: DocumentID, at revision: Revision) throws(OpLogError) {
-        let head = try reader.head(of: document)
-        guard head > 0 else { throw .documentNotFound(document) }
-        guard revision >= 1, revision <= head else { throw .beyondHead(document: document, requested: revision, head: head) }
-        applyJournalIfSpaceIsTight(adding: frame.count)
-        try checkSpace(adding: frame.count)
-        if options.durability == .lastAppendsMayBeLost {
-            // A synced snapshot must never outlive the ops it covers: after a system crash the
-            // journal's unsynced tail is lost, and new appends would reuse those revisions under
-            // a snapshot of different ops. One sync of the journal first closes that.
-            do { try journal?.synchronize() } catch { throw poison("journal sync before a snapshot failed: \(error)") }
+    /// Checks a snapshot put under the turn, then commits the record (framed by the caller:
+    /// `putSnapshot` compresses off this thread) on the applier's thread, after the work queued
+    /// there before it, and answers `reply` from there. So the appends queued behind a snapshot
+    /// never wait for its commit (two syncs in the durable modes) or for an apply in flight; the
+    /// snapshot's own answer waits for both. Ordering stays whole: everything that must follow a
+    /// snapshot's commit (a truncation relying on it, a deletion, close) either waits for its answer
+    /// or quiesces the applier first.
+    func writeSnapshot(frame: [UInt8], of document: DocumentID, at revision: Revision, reply: Reply<Void>) {
+        assertOnWriterThread()
+        do throws(OpLogError) {
+            if let failure { throw failure }
+            let head = try reader.head(of: document)
+            guard head > 0 else { throw .documentNotFound(document) }
+            guard revision >= 1, revision <= head else { throw .beyondHead(document: document, requested: revision, head: head) }
+            applyJournalIfSpaceIsTight(adding: frame.count)
+            try checkSpace(adding: frame.count)
+            if options.durability == .lastAppendsMayBeLost {
+                // A synced snapshot must never outlive the ops it covers: after a system crash the
+                // journal's unsynced tail is lost, and new appends would reuse those revisions under
+                // a snapshot of different ops. One sync of the journal first closes that.
+                do { try journal?.synchronize() } catch { throw poison("journal sync before a snapshot failed: \(error)") }
+            }
+            assert(revision >= 1 && revision <= head, "snapshot \(revision) outside 1...\(head) passed the check")
+        } catch {
+            reply.resume(throwing: error)
+            return
         }
-        assert(revision >= 1 && revision <= head, "snapshot \(revision) outside 1...\(head) passed the check")
-        try writeGrowing { txn in
-            try txn.put(tables.snapshots, key: KeyCoding.revisionKey(document, revision), value: frame)
+        let commit: @Sendable () -> Void = { [self] in
+            reply.resume(
+                with: Result { () throws(OpLogError) in
+                    if let failure { throw failure }
+                    try writeGrowing { txn in
+                        try txn.put(tables.snapshots, key: KeyCoding.revisionKey(document, revision), value: frame)
+                    }
+                    announce([.snapshotWritten(document: document, revision: revision)])
+                })
         }
-        announce([.snapshotWritten(document: document, revision: revision)])
+        if let applier { applier.commit(commit) } else { commit() }
     }
 
     func removeSnapshot(of document: DocumentID, at revision: Revision) throws(OpLogError) {

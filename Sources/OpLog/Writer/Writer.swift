@@ -255,7 +255,12 @@ final class Writer: @unchecked Sendable {
     }
 
     private func runExclusive(_ request: WriteRequest) {
-        // Snapshot writes, deletions and checkpoints commit to LMDB themselves: after the apply.
+        if case .putSnapshot(let document, let revision, let frame, let continuation) = request {
+            writeSnapshot(frame: frame, of: document, at: revision, reply: continuation)
+            return
+        }
+        // Snapshot deletions, document deletions and checkpoints commit to LMDB on this thread:
+        // after the apply and the snapshot writes handed to the applier.
         quiesceApplier()
         func run(_ continuation: Reply<Void>, _ body: () throws(OpLogError) -> Void) {
             do throws(OpLogError) {
@@ -267,15 +272,13 @@ final class Writer: @unchecked Sendable {
             }
         }
         switch request {
-        case .putSnapshot(let document, let revision, let frame, let continuation):
-            run(continuation) { () throws(OpLogError) in try writeSnapshot(frame: frame, of: document, at: revision) }
         case .deleteSnapshot(let document, let revision, let continuation):
             run(continuation) { () throws(OpLogError) in try removeSnapshot(of: document, at: revision) }
         case .deleteDocument(let document, let continuation):
             run(continuation) { () throws(OpLogError) in try removeDocument(document) }
         case .checkpoint(let continuation):
             run(continuation) { () throws(OpLogError) in try applyJournal() }
-        case .append, .truncate, .close:
+        case .append, .truncate, .close, .putSnapshot:
             assertionFailure("runExclusive given a request the writer loop handles itself")
         }
     }
