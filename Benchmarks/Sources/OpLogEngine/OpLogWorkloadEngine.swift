@@ -12,12 +12,13 @@ import WorkloadEngines
 /// With `EngineSetup.compaction` it runs a `CompactionScheduler` (TextReducer, started at open,
 /// drained and stopped at close) and the harness only appends.
 public final class OpLogWorkloadEngine: ReplayingEngine, SelfCompactingEngine {
-    public let name = "oplog"
+    public let name: String
     let store: OpLogStore
     let scheduler: CompactionScheduler?
     private let finalWork = ResultBox<CompactionWork>()
 
-    public init(path: String, options: StoreOptions = StoreOptions(), setup: EngineSetup = EngineSetup()) throws {
+    public init(path: String, options: StoreOptions = StoreOptions(), setup: EngineSetup = EngineSetup(), name: String = "oplog") throws {
+        self.name = name
         store = try OpLogStore.open(directory: path, options: options)
         guard let compaction = setup.compaction else {
             scheduler = nil
@@ -100,16 +101,17 @@ public final class OpLogWorkloadEngine: ReplayingEngine, SelfCompactingEngine {
             FileHandleWriter.standardError(
                 "oplog compaction: \(statistics.snapshotsWritten) snapshots (\(statistics.snapshotBytesWritten) B), "
                     + "\(statistics.opsTruncated) ops truncated, \(statistics.snapshotsDeleted) snapshots deleted, "
-                        + "\(statistics.failures) failures, "
+                    + "\(statistics.failures) failures, "
                     + "\(statistics.compactionNanoseconds / 1_000_000) ms compacting\n")
         }
         let counters = store.writerCounters()
         try blocking { [store] in try await store.close() }
         let line =
-            "oplog: \(counters.groupCommits) group commits, \(counters.opsCommitted) ops "
-                + "(\(counters.groupCommits > 0 ? counters.opsCommitted / counters.groupCommits : 0)/commit), sync "
-                    + "\(counters.syncNanoseconds / 1_000_000) ms, \(counters.lmdbCommits) LMDB commits "
-                        + "\(counters.lmdbCommitNanoseconds / 1_000_000) ms, \(counters.journalApplies) applies\n"
+            "\(name): \(counters.groupCommits) group commits, \(counters.opsCommitted) ops "
+            + "(\(counters.groupCommits > 0 ? counters.opsCommitted / counters.groupCommits : 0)/commit), sync "
+            + "\(counters.syncNanoseconds / 1_000_000) ms, \(counters.lmdbCommits) LMDB commits "
+            + "\(counters.lmdbCommitNanoseconds / 1_000_000) ms, \(counters.journalApplies) applies, "
+            + "journal fill \(counters.journalFillBytes) B\n"
         FileHandleWriter.standardError(line)
     }
 

@@ -1,3 +1,4 @@
+import OpLog
 import OpLogEngine
 import WorkloadEngines
 
@@ -14,6 +15,13 @@ enum Engines {
     static let all: [EngineFactory] = [
         // Only OpLog compacts by itself; the baselines ignore `setup.compaction` and get harness snapshots.
         EngineFactory(name: "oplog") { try OpLogWorkloadEngine(path: $0, setup: $1) },
+        // OpLog with the journal applied only at close (1 GiB between applies): beside "oplog", the
+        // latency the background applies add.
+        EngineFactory(name: "oplog-noapply") {
+            var options = StoreOptions()
+            options.journalApplyBytes = 1 << 30
+            return try OpLogWorkloadEngine(path: $0, options: options, setup: $1, name: "oplog-noapply")
+        },
         EngineFactory(name: "lmdb-naive") { path, _ in try LMDBNaiveEngine(path: path) },
         EngineFactory(name: "lmdb-group") { path, _ in try LMDBGroupEngine(path: path) },
         EngineFactory(name: "lmdb-log") { path, _ in try LMDBLogEngine(path: path) },
