@@ -56,7 +56,9 @@ import Testing
     func readerProcessSeesAcknowledgedOpsAndSecondWriterIsRefused() async throws {
         let dir = TemporaryDirectory("oplog-processes")
         defer { dir.remove() }
-        let writer = try Child(["crash-child", "--store", dir.path, "--documents", "2", "--patches", "50000"])
+        // Enough patches that the child is still appending when the loop below ends (it exits once
+        // done, releasing the lock the second-writer check relies on): 800,000 ops.
+        let writer = try Child(["crash-child", "--store", dir.path, "--documents", "2", "--patches", "400000"])
         defer { writer.kill() }
         #expect(writer.waitFor { $0.count > 500 }, "the writer process acknowledged nothing")
         for _ in 0..<5 {
