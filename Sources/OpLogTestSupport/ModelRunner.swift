@@ -91,6 +91,10 @@ package struct FuzzModelRunner {
         } else if mapByte & 1 != 0 {
             options.dedupeWindowMilliseconds = 1_000 * (1 + Int64(mapByte >> 1))
         }
+        // Half the runs keep no dedupe index past its group: every append rebuilds its document's
+        // index from disk, as after an eviction or a reopen, and must answer retries the same.
+        // Decided from bytes already read, so earlier inputs (fuzz regressions) keep their meaning.
+        if (configuration ^ mapByte) & 0x40 != 0 { options.sharedMemoryBudget = MemoryBudget(evictingEverythingForTesting: ()) }
         options.logger.logLevel = .critical
         // A manual clock: a run's server times, and so every answer, depend on the input alone.
         options.clock = clock

@@ -12,7 +12,9 @@ struct TestKitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "oplog-testkit",
         abstract: "Child processes for OpLog's crash, power-loss, I/O-fault, damage and multi-process tests.",
-        subcommands: [ReadAll.self, CrashChild.self, PowerChild.self, FaultChild.self, HoldReader.self, SubscriberMemory.self])
+        subcommands: [
+            ReadAll.self, CrashChild.self, PowerChild.self, FaultChild.self, HoldReader.self, SubscriberMemory.self, BudgetMemory.self,
+        ])
 }
 
 /// The `--store` option every subcommand takes.

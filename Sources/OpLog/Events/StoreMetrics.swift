@@ -9,6 +9,9 @@ struct StoreMetrics: Sendable {
     let queueDepth: Recorder
     let applies: Counter
     let applyLatency: Metrics.Timer
+    let dedupeIndexLoads: Counter
+    let dedupeIndexEvictions: Counter
+    let dedupeIndexBytes: Recorder
 
     init(label: String) {
         commits = Counter(label: "\(label).commits")
@@ -18,5 +21,8 @@ struct StoreMetrics: Sendable {
         queueDepth = Recorder(label: "\(label).queue_depth", aggregate: false)
         applies = Counter(label: "\(label).journal_applies")
         applyLatency = Metrics.Timer(label: "\(label).journal_apply_latency")
+        dedupeIndexLoads = Counter(label: "\(label).dedupe_index_loads")
+        dedupeIndexEvictions = Counter(label: "\(label).dedupe_index_evictions")
+        dedupeIndexBytes = Recorder(label: "\(label).dedupe_index_bytes", aggregate: false)
     }
 }

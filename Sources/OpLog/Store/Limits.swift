@@ -60,8 +60,18 @@ public enum Limits {
     /// Entries read per read transaction while scanning (`verify`, `spaceUsage`), so a long scan
     /// never pins old pages.
     static let scanBatchEntries = 512
-    /// Dedupe indexes the writer keeps in memory at once (each up to `dedupeWindowOps` entries).
-    static let dedupeIndexesMax = 4_096
+    /// The smallest memory budget a store accepts: below it every append would rebuild its index.
+    public static let memoryBudgetBytesMin = 1 << 20
+    /// A store over its memory budget evicts down to this share of it (percent), so that one round
+    /// frees a tenth of the budget instead of running at every group commit.
+    static let memoryBudgetTrimPercent = 90
+    /// Estimated bytes of one op ID in a dedupe index: its place in the revision-ordered array
+    /// (16-byte ID, revision, server time: 32) and in the ID → revision dictionary (24 bytes per
+    /// bucket, at most 3/4 of the buckets used: 32), plus allocator slack.
+    static let dedupeEntryBytesEstimate = 72
+    /// Estimated fixed bytes of a dedupe index and its cache entry (two collection headers, the
+    /// document ID, the recency stamp).
+    static let dedupeIndexBytesEstimate = 160
     /// Entries per dedupe record: 100 of about 17 bytes stay under 1.8 KiB, inside an LMDB leaf
     /// page (a larger value goes to overflow pages and wastes up to a page of slack each).
     static let dedupeEntriesPerRecord = 100

@@ -43,6 +43,14 @@ public struct StoreOptions: Sendable {
     /// for longer than this forgets nothing until the document gets new ops. Retries that name
     /// the revision their ops were based on (`basedOn`) are checked with no window at all.
     public var dedupeWindowMilliseconds: Int64 = 24 * 3600 * 1000
+    /// Memory the store's per-document state may take (256 MiB by default, at least
+    /// `Limits.memoryBudgetBytesMin`): the op-ID indexes of the documents appended to since open,
+    /// evicted least recently used and rebuilt from disk on demand. See `MemoryBudget` for what
+    /// counts and what is bounded otherwise. Ignored when `sharedMemoryBudget` is set.
+    public var memoryBudgetBytes: Int = 256 << 20
+    /// One budget for several stores of this process (each store opened with the same instance);
+    /// nil gives the store a budget of its own of `memoryBudgetBytes`.
+    public var sharedMemoryBudget: MemoryBudget?
     /// Most ops coalesced into one group commit (a caller's ops are never split), 1 ... 100,000.
     public var groupCommitMaxOps: Int = 8192
     /// Most payload bytes coalesced into one group commit.
@@ -81,6 +89,9 @@ public struct StoreOptions: Sendable {
             (1...Limits.dedupeOpsPerDocumentMax).contains(dedupeWindowOps), "dedupeWindowOps must be 1...\(Limits.dedupeOpsPerDocumentMax)")
         try require(dedupeWindowMilliseconds >= 0, "dedupeWindowMilliseconds must not be negative")
         try require((1...100_000).contains(groupCommitMaxOps), "groupCommitMaxOps must be 1...100,000")
+        try require(
+            (sharedMemoryBudget?.bytes ?? memoryBudgetBytes) >= Limits.memoryBudgetBytesMin || sharedMemoryBudget?.evictsEverything == true,
+            "the memory budget must be at least \(Limits.memoryBudgetBytesMin) bytes")
         try require(
             (1 << 16...Limits.journalRecordBytesMax / 2).contains(groupCommitMaxBytes), "groupCommitMaxBytes must be 64 KiB ... 32 MiB")
         try require(

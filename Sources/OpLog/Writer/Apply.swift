@@ -11,9 +11,9 @@ extension Writer {
     func startApplyIfDue() {
         assertOnWriterThread()
         absorbFinishedApply()
-        guard let applier, !applier.isApplyingOrHoldsResult, failure == nil, let journal else { return }
+        guard let applier, !applier.isApplyingOrHoldsResult, failure == nil, journal != nil else { return }
         if sealedJob == nil {
-            guard journal.activeRecordBytes >= options.journalApplyBytes else { return }
+            guard activeSlotIsDue(adding: 0) else { return }
             do { sealedJob = try sealActiveSlot() } catch {
                 options.logger.error("sealing the journal slot failed", metadata: ["error": "\(error)"])
                 return
@@ -58,6 +58,15 @@ extension Writer {
         }
     }
 
+    /// Whether the active slot is due for an apply once `bytes` more are written: when its records
+    /// reach `journalApplyBytes` as stored, or as raw (uncompressed) bytes. The second bound is the
+    /// one that holds memory: the views of unapplied documents hold the ops decoded, and records
+    /// of compressible ops can be many times smaller than that.
+    func activeSlotIsDue(adding bytes: Int) -> Bool {
+        guard let journal else { return false }
+        return max(journal.activeRecordBytes, activeSlotRawBytes) + bytes >= options.journalApplyBytes
+    }
+
     /// Ends the active slot's run: the views of the documents it changed become the job.
     private func sealActiveSlot() throws(OpLogError) -> ApplyJob {
         assert(sealedJob == nil, "sealing a slot while another waits to be applied")
@@ -69,6 +78,7 @@ extension Writer {
             throw poison("journal sync before an apply failed: \(error)")
         }
         dirtyDocuments.removeAll(keepingCapacity: true)
+        activeSlotRawBytes = 0
         return ApplyJob(lastSequence: lastSequence, views: views, journalBytes: journalBytes)
     }
 

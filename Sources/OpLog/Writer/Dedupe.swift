@@ -47,6 +47,12 @@ struct DedupeIndex {
 
     var count: Int { order.count - start }
 
+    /// The memory the index takes, estimated from its collections' capacities (what they hold
+    /// allocated, pruned entries not yet compacted included).
+    var estimatedBytes: Int {
+        Limits.dedupeIndexBytesEstimate + max(order.capacity, revisions.capacity) * Limits.dedupeEntryBytesEstimate
+    }
+
     func revision(of id: OpID) -> Revision? { revisions[id] }
 
     /// Adds the op at `revision`, the next one after everything the index holds.
@@ -76,6 +82,62 @@ struct DedupeIndex {
     }
 }
 
+/// The writer's dedupe indexes, least recently used first out: their memory is what the store's
+/// `MemoryBudget` bounds. Every index is a cache of stored data, so evicting one at any moment is
+/// only a cost (the next append to its document rebuilds it), never a lost answer.
+struct DedupeCache {
+    private var entries: [DocumentID: (index: DedupeIndex, lastUse: UInt64)] = [:]
+    private var clock: UInt64 = 0
+    /// The sum of the indexes' `estimatedBytes`.
+    private(set) var bytes = 0
+
+    var count: Int { entries.count }
+
+    /// The index of `document`, marked as just used; nil if it is not loaded.
+    mutating func use(_ document: DocumentID) -> DedupeIndex? {
+        guard let found = entries[document] else { return nil }
+        clock += 1
+        entries[document]!.lastUse = clock
+        return found.index
+    }
+
+    mutating func insert(_ index: DedupeIndex, for document: DocumentID) {
+        remove(document)
+        clock += 1
+        entries[document] = (index, clock)
+        bytes += index.estimatedBytes
+    }
+
+    /// Changes the index of `document` in place, if it is loaded.
+    mutating func modify(_ document: DocumentID, _ body: (inout DedupeIndex) -> Void) {
+        guard entries[document] != nil else { return }
+        let before = entries[document]!.index.estimatedBytes
+        body(&entries[document]!.index)
+        bytes += entries[document]!.index.estimatedBytes - before
+        assert(bytes >= 0, "dedupe cache: negative bytes")
+    }
+
+    mutating func remove(_ document: DocumentID) {
+        if let gone = entries.removeValue(forKey: document) { bytes -= gone.index.estimatedBytes }
+        assert(bytes >= 0, "dedupe cache: negative bytes")
+    }
+
+    /// Evicts the least recently used indexes until the cache holds at most `limit` bytes; returns
+    /// how many were evicted.
+    @discardableResult
+    mutating func evict(toAtMost limit: Int) -> Int {
+        guard bytes > limit else { return 0 }
+        var evicted = 0
+        for (document, _) in entries.map({ ($0.key, $0.value.lastUse) }).sorted(by: { $0.1 < $1.1 }) {
+            guard bytes > limit else { break }
+            remove(document)
+            evicted += 1
+        }
+        assert(bytes <= limit || entries.isEmpty, "dedupe cache: \(bytes) bytes left after evicting to \(limit)")
+        return evicted
+    }
+}
+
 /// The op IDs a document's stored data holds from some revision up to its head.
 struct StoredOpIDs {
     /// In revision order, consecutive.
@@ -86,21 +148,49 @@ struct StoredOpIDs {
 }
 
 extension Writer {
+    /// Keeps the dedupe indexes within the store's memory budget: evicts the least recently used
+    /// when the budget (the store's own, or the shared one across stores) is exceeded. Under the
+    /// turn, after each group's publish and each index load.
+    func enforceMemoryBudget() {
+        assertOnWriterThread()
+        if let target = memoryBudget.report(memoryBudgetID, holds: dedupe.bytes) {
+            countEvictions(dedupe.evict(toAtMost: target))
+            _ = memoryBudget.report(memoryBudgetID, holds: dedupe.bytes)
+        }
+        let bytes = dedupe.bytes
+        counters.withLock { $0.dedupeIndexBytes = bytes }
+    }
+
+    private func countEvictions(_ evicted: Int) {
+        guard evicted > 0 else { return }
+        metrics.dedupeIndexEvictions.increment(by: evicted)
+        metrics.dedupeIndexBytes.record(dedupe.bytes)
+        counters.withLock { $0.dedupeIndexEvictions += evicted }
+    }
+
+    /// Trims the indexes to `bytes` at another store's request (a shared budget over its bound).
+    func trimMemory(toAtMost bytes: Int) {
+        assertOnWriterThread()
+        countEvictions(dedupe.evict(toAtMost: bytes))
+        _ = memoryBudget.report(memoryBudgetID, holds: dedupe.bytes)
+        let held = dedupe.bytes
+        counters.withLock { $0.dedupeIndexBytes = held }
+    }
+
     /// The dedupe index of `document`, loaded into `dedupe` unless it is there already.
     func dedupeIndex(_ document: DocumentID) throws(OpLogError) -> DedupeIndex {
         assertOnWriterThread()
-        if let index = dedupe[document] { return index }
+        if let index = dedupe.use(document) { return index }
         let view = try reader.currentView(of: document) ?? DocumentView(record: .empty)
         let window = DedupeWindow(options: options)
         let stored = try storedOpIDs(document, from: window.oldestRevision(head: view.head), view: view)
         var index = DedupeIndex(nextRevision: view.head + 1)
         for entry in stored.entries { index.insert(entry.id, revision: entry.revision, time: entry.time) }
         index.prune(keepingOps: window.ops, cutoff: window.oldestServerTime(lastServerTime: view.lastServerTimeMilliseconds))
-        // Bound memory: indexes are rebuilt on demand, so dropping one is only a cost, never a loss.
-        if dedupe.count >= Limits.dedupeIndexesMax, let victim = dedupe.keys.first {
-            dedupe[victim] = nil
-        }
-        dedupe[document] = index
+        dedupe.insert(index, for: document)
+        metrics.dedupeIndexLoads.increment()
+        counters.withLock { $0.dedupeIndexLoads += 1 }
+        enforceMemoryBudget()
         return index
     }
 
@@ -206,7 +296,7 @@ extension Writer {
                 CorruptionLocation(area: "dedupe", document: document),
                 detail:
                     "dedupe records hold revisions \(dedupe.map { "\($0)" } ?? "none") where the document record requires "
-                        + "\(expected.map { "\($0)" } ?? "none")"
+                    + "\(expected.map { "\($0)" } ?? "none")"
             )
         }
         // LMDB retains floor...head; the first chunk may start below the floor (truncation deletes
@@ -226,7 +316,7 @@ extension Writer {
                 CorruptionLocation(area: "ops", document: document),
                 detail:
                     "op chunks hold revisions \(chunks.map { "\($0)" } ?? "none") where the document record requires "
-                        + "\(expectedChunks.map { "\($0)" } ?? "none")"
+                    + "\(expectedChunks.map { "\($0)" } ?? "none")"
             )
         }
     }

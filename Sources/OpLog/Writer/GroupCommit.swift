@@ -36,7 +36,7 @@ extension Writer {
                 case .truncate(let document, let floor, _):
                     try stageTruncate(document, floor: floor, scratch: &scratch, entries: &entries)
                     outcomes.append(.success([]))
-                case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .close:
+                case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .close, .trimMemory:
                     preconditionFailure("commitGroup given a request that is not journaled")
                 }
             } catch {
@@ -57,7 +57,7 @@ extension Writer {
         }
         resume(group, outcomes)
         metrics.commitLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
-        if mayApply, sealedJob != nil || (journal?.activeRecordBytes ?? 0) >= options.journalApplyBytes {
+        if mayApply, sealedJob != nil || activeSlotIsDue(adding: 0) {
             startApplyIfDue()
         }
     }
@@ -109,6 +109,7 @@ extension Writer {
         let syncNanoseconds = DispatchTime.now().uptimeNanoseconds - syncStarted
         metrics.syncLatency.recordNanoseconds(Int64(syncNanoseconds))
         journalBytes += frame.bytes.count
+        activeSlotRawBytes += frame.rawLength
         counters.withLock { counters in
             counters.groupCommits += 1
             counters.opsCommitted += entries.reduce(0) { $0 + $1.ops.count }
@@ -133,11 +134,12 @@ extension Writer {
         let window = context.window
         for (document, staged) in changed {
             dirtyDocuments.insert(document)
-            for op in staged.appended {
-                dedupe[document]?.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds)
-            }
             let cutoff = window.oldestServerTime(lastServerTime: staged.lastServerTimeMilliseconds)
-            dedupe[document]?.prune(keepingOps: window.ops, cutoff: cutoff)
+            dedupe.modify(document) { index in
+                for op in staged.appended { index.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds) }
+                index.prune(keepingOps: window.ops, cutoff: cutoff)
+            }
         }
+        enforceMemoryBudget()
     }
 }

@@ -23,6 +23,8 @@ enum WriteRequest: Sendable {
     case deleteDocument(document: DocumentID, continuation: Reply<Void>)
     case checkpoint(continuation: Reply<Void>)
     case close(continuation: Reply<Void>)
+    /// Another store sharing the memory budget asks this one to hold at most this many bytes.
+    case trimMemory(toAtMostBytes: Int)
 
     /// Appends and truncations go through the journal and are coalesced into group commits.
     var isJournaled: Bool {
@@ -50,6 +52,7 @@ enum WriteRequest: Sendable {
         case .truncate(_, _, let continuation), .putSnapshot(_, _, _, let continuation), .deleteSnapshot(_, _, let continuation),
             .deleteDocument(_, let continuation), .checkpoint(let continuation), .close(let continuation):
             continuation.resume(throwing: error)
+        case .trimMemory: break
         }
     }
 }

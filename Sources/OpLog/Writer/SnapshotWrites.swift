@@ -72,7 +72,7 @@ extension Writer {
                 }
             }
         }
-        dedupe[document] = nil
+        dedupe.remove(document)
         // The applied slots still hold the document's journaled ops as stale frames: new, empty
         // slots take their place (FORMAT.md, "Deleting a document").
         do { try resetJournal() } catch {

@@ -25,6 +25,9 @@ final class Writer: @unchecked Sendable {
     var journalBaseToCreate: UInt64?
     /// Record bytes in the journal not yet applied (for the storage-full estimate).
     var journalBytes = 0
+    /// Raw (uncompressed) bytes of the records in the active slot: with the stored bytes, what
+    /// decides when the slot is sealed and applied (`activeSlotIsDue`).
+    var activeSlotRawBytes = 0
     /// A sealed slot's changes until an apply commits them (a failed apply's stay, and are tried
     /// again).
     var sealedJob: ApplyJob?
@@ -36,8 +39,13 @@ final class Writer: @unchecked Sendable {
     /// the turn holder, never both at once), read by the turn holder meanwhile.
     let mapSizeBytes: Atomic<Int>
     let lmdbUsedBytes = Atomic<Int>(0)
-    /// Op IDs remembered per document (loaded on a document's first append after open).
-    var dedupe: [DocumentID: DedupeIndex] = [:]
+    /// Op IDs remembered per document (loaded on a document's first append after open, evicted
+    /// least recently used to stay within `memoryBudget`).
+    var dedupe = DedupeCache()
+    /// The budget the indexes count against: the store's own, or one shared by several stores.
+    let memoryBudget: MemoryBudget
+    /// This store's registration with `memoryBudget`.
+    private(set) var memoryBudgetID = 0
     /// Documents with journaled changes that the next apply must write.
     var dirtyDocuments: Set<DocumentID> = []
     /// Set when an I/O failure left the journal or LMDB uncertain; every later write fails with it.
@@ -60,7 +68,13 @@ final class Writer: @unchecked Sendable {
         self.reader = reader
         self.lockFile = lockFile
         self.mapSizeBytes = Atomic(mapSizeBytes)
+        memoryBudget = context.options.sharedMemoryBudget ?? MemoryBudget(bytes: context.options.memoryBudgetBytes)
+        // Another store sharing the budget may ask this one to trim: on its writer thread, in turn.
+        let queue = self.queue
+        memoryBudgetID = memoryBudget.register { bytes in _ = queue.enqueue(.trimMemory(toAtMostBytes: bytes)) }
     }
+
+    deinit { memoryBudget.unregister(memoryBudgetID) }
 
     var options: StoreOptions { context.options }
     var tables: StoreTables { context.tables }
@@ -121,7 +135,7 @@ final class Writer: @unchecked Sendable {
         let request = WriteRequest.append(batch: batch, continuation: Reply { reply.result = $0 })
         let bytes = request.payloadBytes
         let outcome: Result<[AppendResult], OpLogError>?? = withTurnIfFree {
-            guard queue.isIdle, failure == nil, let journal, journal.activeRecordBytes + bytes < options.journalApplyBytes,
+            guard queue.isIdle, failure == nil, journal != nil, !activeSlotIsDue(adding: bytes),
                 !spaceIsTight(adding: bytes)
             else { return nil }
             commitOnCallerThread([request], mayApply: false)
@@ -255,6 +269,10 @@ final class Writer: @unchecked Sendable {
     }
 
     private func runExclusive(_ request: WriteRequest) {
+        if case .trimMemory(let bytes) = request {
+            trimMemory(toAtMost: bytes)
+            return
+        }
         if case .putSnapshot(let document, let revision, let frame, let continuation) = request {
             writeSnapshot(frame: frame, of: document, at: revision, reply: continuation)
             return
@@ -278,7 +296,7 @@ final class Writer: @unchecked Sendable {
             run(continuation) { () throws(OpLogError) in try removeDocument(document) }
         case .checkpoint(let continuation):
             run(continuation) { () throws(OpLogError) in try applyJournal() }
-        case .append, .truncate, .close, .putSnapshot:
+        case .append, .truncate, .close, .putSnapshot, .trimMemory:
             assertionFailure("runExclusive given a request the writer loop handles itself")
         }
     }
@@ -287,6 +305,7 @@ final class Writer: @unchecked Sendable {
     private func shutDown() throws(OpLogError) {
         quiesceApplier()
         defer {
+            memoryBudget.unregister(memoryBudgetID)
             applier?.shutDown()
             journal?.close()
             reader.markClosed()
@@ -333,6 +352,12 @@ public struct WriterCounters: Sendable, Equatable {
     public var journalFillBytes = 0
     /// Journal applies into LMDB, and all LMDB write transactions (applies, snapshots, deletions).
     public var journalApplies = 0
+    /// Dedupe indexes loaded from disk (a document's first append after open or after eviction).
+    public var dedupeIndexLoads = 0
+    /// Dedupe indexes evicted to stay within the memory budget.
+    public var dedupeIndexEvictions = 0
+    /// The dedupe indexes' estimated bytes now (what counts against the memory budget).
+    public var dedupeIndexBytes = 0
     /// LMDB write transactions: applies, snapshot writes and deletions.
     public var lmdbCommits = 0
     /// Time spent in them.

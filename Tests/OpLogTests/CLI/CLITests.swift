@@ -87,7 +87,7 @@ import Testing
             let result = try Self.run(command + ["--store", dir.path], withErrors: true)
             #expect(result.status != 0 && result.output.contains("no document 'nope'"), "\(command): \(result.output)")
         }
-        for child in ["read-all", "crash-child", "power-child", "fault-child", "hold-reader", "subscriber-memory"] {
+        for child in ["read-all", "crash-child", "power-child", "fault-child", "hold-reader", "subscriber-memory", "budget-memory"] {
             let result = try Self.run([child, "--help"], withErrors: true)
             #expect(result.status != 0 && result.output.contains("unknown subcommand '\(child)'"), "\(child): \(result.output)")
         }
