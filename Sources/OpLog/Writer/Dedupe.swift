@@ -91,8 +91,6 @@ struct DedupeCache {
     /// The sum of the indexes' `estimatedBytes`.
     private(set) var bytes = 0
 
-    var count: Int { entries.count }
-
     /// The index of `document`, marked as just used; nil if it is not loaded.
     mutating func use(_ document: DocumentID) -> DedupeIndex? {
         guard let found = entries[document] else { return nil }
