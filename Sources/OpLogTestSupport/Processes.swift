@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// How long a test or harness waits for something before calling it a hang. Only a bound against
 /// hangs: nothing relies on anything taking less, so a loaded machine makes tests slower, never
@@ -60,5 +61,55 @@ extension DispatchQueue {
         let timer = KillTimer()
         asyncAfter(deadline: deadline) { timer.fire(action) }
         return timer
+    }
+}
+
+/// Collects what a child process writes to a pipe while it runs, on a thread of its own that
+/// blocks in `read(2)` until end of file (every write end closed: the child exited or was killed).
+///
+/// Not `FileHandle.readabilityHandler`: its dispatch source watches the descriptor through
+/// libdispatch's epoll loop, keeps firing at end of file, and a handle released while it is
+/// registered leaves epoll watching a descriptor number that the next `open` reuses — the
+/// suite crashed in `_dispatch_event_loop_drain` that way. Here the thread holds the handle, so
+/// its descriptor cannot close before the reads end.
+package final class PipeCollector: @unchecked Sendable {
+    // Invariant: `collected` is only touched under its mutex; `handle` is read only by the
+    // reading thread, and outlives it (the thread holds `self`).
+    private let handle: FileHandle
+    private let collected = Mutex<[UInt8]>([])
+    private let ended = DispatchSemaphore(value: 0)
+
+    /// Starts reading `handle` (a pipe's read end) at once.
+    package init(_ handle: FileHandle) {
+        self.handle = handle
+        let thread = Thread { [self] in readToEnd() }
+        thread.name = "test-pipe-reader"
+        thread.start()
+    }
+
+    /// The bytes read so far.
+    package var bytes: [UInt8] { collected.withLock { $0 } }
+
+    /// Waits for end of file and returns everything read.
+    package func waitForEnd() -> [UInt8] {
+        ended.wait()
+        ended.signal()
+        return bytes
+    }
+
+    private func readToEnd() {
+        let descriptor = handle.fileDescriptor
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+            if count > 0 {
+                collected.withLock { $0 += buffer[0..<count] }
+            } else if count < 0 && errno == EINTR {
+                continue
+            } else {
+                break
+            }
+        }
+        ended.signal()
     }
 }

@@ -83,18 +83,12 @@ import Testing
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
-        let collected = Mutex<Data>(Data())
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let chunk = handle.availableData
-            collected.withLock { $0.append(chunk) }
-        }
+        let output = PipeCollector(pipe.fileHandleForReading)
         try process.run()
         usleep(useconds_t(delay * 1000))
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-        pipe.fileHandleForReading.readabilityHandler = nil
-        let rest = pipe.fileHandleForReading.readDataToEndOfFile()
-        let data = collected.withLock { $0 } + rest
+        let data = output.waitForEnd()
         // The last line may be cut by the kill; only whole lines count.
         return String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true).dropLast().map(String.init)
     }

@@ -11,7 +11,7 @@ import Testing
     /// Starts `oplog` with arguments, collecting its standard output until stopped.
     final class Child: Sendable {
         let process = Process()
-        let output = OutputBuffer()
+        let output: PipeCollector
 
         init(_ arguments: [String]) throws {
             process.executableURL = URL(fileURLWithPath: try #require(CLITests.testKit))
@@ -22,17 +22,13 @@ import Testing
             let pipe = Pipe()
             process.standardOutput = pipe
             process.standardError = FileHandle.nullDevice
-            let buffer = output
-            pipe.fileHandleForReading.readabilityHandler = { handle in
-                let chunk = handle.availableData
-                buffer.data.withLock { $0.append(chunk) }
-            }
+            output = PipeCollector(pipe.fileHandleForReading)
             try process.run()
         }
 
         /// Complete lines only: a kill may cut the last one.
         var lines: [String] {
-            let text = String(decoding: output.data.withLock { $0 }, as: UTF8.self)
+            let text = String(decoding: output.bytes, as: UTF8.self)
             let lines = text.split(separator: "\n").map(String.init)
             return text.hasSuffix("\n") ? lines : Array(lines.dropLast())
         }
@@ -109,8 +105,4 @@ import Testing
             #expect(try store.statistics().staleReadersClearedAtOpen == 1)
         }
     }
-}
-
-final class OutputBuffer: Sendable {
-    let data = Mutex(Data())
 }
