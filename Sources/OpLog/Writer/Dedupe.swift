@@ -219,6 +219,11 @@ extension Writer {
     /// Reads the op IDs `document` stores from revision `lowest` (or the lowest it still holds, if
     /// higher) to its head: dedupe records, op chunks, then the journaled tail in `view`. Checks
     /// that they run without a gap, so that a record lost to damage is reported, never forgotten.
+    ///
+    /// `view` was taken under the writer's turn and stays valid while it is held, but LMDB does not
+    /// stand still: the applier may commit the view's pending ops between the view and the read
+    /// transaction below. So LMDB's ops are taken only below the view's first pending revision
+    /// (`lmdbEnd`), the rest from the view, and LMDB's head is allowed to be past `lmdbEnd`.
     func storedOpIDs(_ document: DocumentID, from lowest: Revision, view: DocumentView) throws(OpLogError) -> StoredOpIDs {
         let lmdbEnd = view.pending.first?.revision ?? (view.head + 1)
         var result = StoredOpIDs(checkableFrom: lmdbEnd)
@@ -256,7 +261,8 @@ extension Writer {
                         }
                     }
                 }
-                try checkCoverage(txn, document, record: record, oldest: lowest, dedupe: covered, chunks: chunkCovered)
+                try checkCoverage(
+                    txn, document, record: record, below: lmdbEnd, oldest: lowest, dedupe: covered, chunks: chunkCovered)
                 result.checkableFrom = try lowestStoredRevision(txn, document, record: record) ?? lmdbEnd
             }
         } catch { throw OpLogError(mapping: error) }
@@ -278,17 +284,27 @@ extension Writer {
     /// revision from `record.dedupeFrom` (or `oldest`, if later) up to the first op chunk (or the
     /// floor), and the op chunks every revision from there (or `oldest`) to LMDB's head. A record
     /// whose key was damaged is missing from that range; the op IDs it held must not be silently
-    /// forgotten, or a retry would be stored twice.
+    /// forgotten, or a retry would be stored twice. Only revisions below `end` were read from LMDB
+    /// (the view holds the rest), so the op chunks are checked up to LMDB's head or `end - 1`,
+    /// whichever is lower.
     private func checkCoverage(
-        _ txn: borrowing ReadTransaction, _ document: DocumentID, record: DocumentRecord,
+        _ txn: borrowing ReadTransaction, _ document: DocumentID, record: DocumentRecord, below end: Revision,
         oldest: Revision, dedupe: Range<Revision>?, chunks: Range<Revision>?
     ) throws {
+        // The view's pending ops start right after what LMDB held when the view was made, and LMDB
+        // only moves forward: a head below that lost an applied commit.
+        guard record.head + 1 >= end else {
+            throw OpLogError.corruption(
+                CorruptionLocation(area: "documents", document: document),
+                detail: "the document record's head \(record.head) is below the journal's first unapplied revision \(end)")
+        }
+        let checkedHead = min(record.head, end - 1)
         let firstChunk = try txn.withCursor(tables.ops) { cursor in
             try cursor.seek(atOrAfter: KeyCoding.documentPrefix(document)).flatMap { KeyCoding.parseRevisionKey($0.key) }
         }.flatMap { $0.document == document ? $0.revision : nil }
-        let end = firstChunk ?? record.floor
-        let start = record.dedupeFrom == 0 ? end : max(record.dedupeFrom, oldest)
-        let expected = start < end ? start..<end : nil
+        let dedupeEnd = min(firstChunk ?? record.floor, end)
+        let start = record.dedupeFrom == 0 ? dedupeEnd : max(record.dedupeFrom, oldest)
+        let expected = start < dedupeEnd ? start..<dedupeEnd : nil
         if dedupe != expected {
             throw OpLogError.corruption(
                 CorruptionLocation(area: "dedupe", document: document),
@@ -307,7 +323,7 @@ extension Writer {
                     detail: "no op chunk holds the floor \(record.floor)")
             }
             let chunkStart = max(oldest, firstChunk)
-            expectedChunks = chunkStart <= record.head ? chunkStart..<(record.head + 1) : nil
+            expectedChunks = chunkStart <= checkedHead ? chunkStart..<(checkedHead + 1) : nil
         }
         if chunks != expectedChunks {
             throw OpLogError.corruption(

@@ -115,4 +115,39 @@ import Testing
         #expect(try #require(result["index_evictions"]) > 0, "no index was evicted")
         #expect(try #require(result["index_bytes_end"]) <= budget)
     }
+
+    /// An index rebuilt while the applier commits the ops it reads. The writer takes the document's
+    /// view (with its unapplied ops) under its turn, then reads LMDB; the applier may commit those
+    /// ops in between, so LMDB's head can be past the view's first unapplied revision. W4 hit this
+    /// as a false "op chunks hold revisions 1..<11 where the document record requires 1..<13". Method:
+    /// every index evicted after each group, 64 documents per group so the writer spends its time
+    /// rebuilding, 1 MiB applies every few groups, for a bounded number of groups. (Before the fix
+    /// it failed in most runs.)
+    @Test func indexesRebuiltWhileAnApplyCommitsAgreeWithLMDB() async throws {
+        let dir = TemporaryDirectory()
+        defer { dir.remove() }
+        var options = testOptions()
+        options.durability = .lastAppendsMayBeLost
+        options.journalApplyBytes = 1 << 20
+        options.sharedMemoryBudget = MemoryBudget(evictingEverythingForTesting: ())
+        // A short window: each rebuild reads a chunk or two, not the document's whole history.
+        options.dedupeWindowOps = 8
+        let documents = (0..<64).map { doc("rebuild-\($0)") }
+        let payload = [UInt8](repeating: UInt8(ascii: "r"), count: 2048)
+        try await withStore(dir.path, options: options) { store in
+            var next: UInt64 = 0
+            for round in 1...300 {
+                let batch = documents.map { document in
+                    next += 1
+                    return DocumentAppend(
+                        document: document, ops: [NewOp(opID: OpID(high: 0x4EB, low: next), author: [], payload: payload)])
+                }
+                let results = try await store.append(batch: batch)
+                #expect(results.allSatisfy { $0.revisions == [UInt64(round)] })
+            }
+            let counters = store.writerCounters()
+            #expect(counters.journalApplies >= 25, "too few applies to overlap the rebuilds: \(counters)")
+            #expect(counters.dedupeIndexLoads >= 300 * 64)
+        }
+    }
 }
