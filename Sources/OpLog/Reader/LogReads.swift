@@ -45,8 +45,13 @@ extension Reader {
         let lmdbEnd = view.pending.first?.revision ?? (view.head + 1)  // LMDB holds [floor, lmdbEnd)
         var result: [StoredOp] = []
         result.reserveCapacity(Int(wanted))
+        var lmdbFloor: Revision = 1
         if from < lmdbEnd {
             try tables.environment.read { (txn: borrowing ReadTransaction) in
+                // LMDB's own floor can be past the view's: a read-only store in another process
+                // keeps the views of its open while the writer process truncates and applies.
+                lmdbFloor = try tables.readDocumentRecord(txn, document)?.floor ?? 1
+                if from < lmdbFloor { return }
                 try txn.withCursor(tables.ops) { cursor in
                     var entry = try cursor.seek(
                         containing: KeyCoding.revisionKey(document, from), prefix: KeyCoding.documentPrefix(document))
@@ -61,6 +66,11 @@ extension Reader {
                     }
                 }
             }
+        }
+        if from < lmdbFloor {
+            throw OpLogError.belowFloor(
+                document: document, requested: from, floor: lmdbFloor,
+                latestSnapshot: try latestSnapshotRevision(document, atOrBelow: lmdbFloor - 1))
         }
         for op in view.pending where UInt64(result.count) < wanted && op.revision == from + UInt64(result.count) {
             result.append(op)
