@@ -12,11 +12,11 @@ import Synchronization
 /// an answer: a retry is recognised the same with or without it.
 ///
 /// What does not count, because other limits bound it: the views of documents with unapplied
-/// journal records (at most `Limits.unappliedJournalSlotsMax` journal slots, each sealed for its apply
-/// once its records reach `StoreOptions.journalApplyBytes` stored or uncompressed; they are needed
-/// for reads, so never evicted, and an apply starts as soon as a slot fills, so their bound never
-/// makes an acknowledgement wait), LMDB's
-/// mapped file pages (the page cache's, reported apart as `RssFile`), and a store's fixed buffers.
+/// journal records (at most `Limits.unappliedJournalSlotsMax` journal slots, each sealed for its
+/// apply once its records reach `StoreOptions.journalApplyBytes` stored, or once what they hold
+/// decoded in the views, overhead included, does; they are needed for reads, so never evicted, and
+/// an apply starts as soon as a slot fills, so their bound never makes an acknowledgement wait),
+/// LMDB's mapped file pages (the page cache's, reported apart as `RssFile`), and a store's fixed buffers.
 ///
 /// A store trims itself when it goes over; when the stores sharing a budget are over it together and
 /// the one growing has too little to give back, the others are asked to trim, each on its own

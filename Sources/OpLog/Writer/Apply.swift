@@ -59,12 +59,13 @@ extension Writer {
     }
 
     /// Whether the active slot is due for an apply once `bytes` more are written: when its records
-    /// reach `journalApplyBytes` as stored, or as raw (uncompressed) bytes. The second bound is the
-    /// one that holds memory: the views of unapplied documents hold the ops decoded, and records
-    /// of compressible ops can be many times smaller than that.
+    /// reach `journalApplyBytes` as stored, or the memory they hold in the views does (raw bytes
+    /// plus the views' overhead, `activeSlotHeldBytes`). The second bound is the one that holds
+    /// memory: the views of unapplied documents hold the ops decoded, and records of compressible
+    /// ops, or of one small op to each of many documents, can be many times smaller than that.
     func activeSlotIsDue(adding bytes: Int) -> Bool {
         guard let journal else { return false }
-        return max(journal.activeRecordBytes, activeSlotRawBytes) + bytes >= options.journalApplyBytes
+        return max(journal.activeRecordBytes, activeSlotHeldBytes) + bytes >= options.journalApplyBytes
     }
 
     /// Ends the active slot's run: the views of the documents it changed become the job.
@@ -78,7 +79,7 @@ extension Writer {
             throw poison("journal sync before an apply failed: \(error)")
         }
         dirtyDocuments.removeAll(keepingCapacity: true)
-        activeSlotRawBytes = 0
+        activeSlotHeldBytes = 0
         return ApplyJob(lastSequence: lastSequence, views: views, journalBytes: journalBytes)
     }
 

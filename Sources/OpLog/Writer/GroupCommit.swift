@@ -109,7 +109,7 @@ extension Writer {
         let syncNanoseconds = DispatchTime.now().uptimeNanoseconds - syncStarted
         metrics.syncLatency.recordNanoseconds(Int64(syncNanoseconds))
         journalBytes += frame.bytes.count
-        activeSlotRawBytes += frame.rawLength
+        activeSlotHeldBytes += frame.rawLength
         counters.withLock { counters in
             counters.groupCommits += 1
             counters.opsCommitted += entries.reduce(0) { $0 + $1.ops.count }
@@ -133,7 +133,11 @@ extension Writer {
             })
         let window = context.window
         for (document, staged) in changed {
-            dirtyDocuments.insert(document)
+            // The views hold these ops until the slot is applied: their overhead counts towards
+            // sealing it, so that one op to each of many documents cannot hold many times the
+            // slot's bytes (100,000 documents of one pending op each took about 1.4 KB apiece).
+            let isNewInSlot = dirtyDocuments.insert(document).inserted
+            activeSlotHeldBytes += (isNewInSlot ? Limits.viewDocumentBytesEstimate : 0) + staged.appended.count * Limits.viewOpBytesEstimate
             let cutoff = window.oldestServerTime(lastServerTime: staged.lastServerTimeMilliseconds)
             dedupe.modify(document) { index in
                 for op in staged.appended { index.insert(op.opID, revision: op.revision, time: op.serverTimeMilliseconds) }

@@ -25,9 +25,11 @@ final class Writer: @unchecked Sendable {
     var journalBaseToCreate: UInt64?
     /// Record bytes in the journal not yet applied (for the storage-full estimate).
     var journalBytes = 0
-    /// Raw (uncompressed) bytes of the records in the active slot: with the stored bytes, what
-    /// decides when the slot is sealed and applied (`activeSlotIsDue`).
-    var activeSlotRawBytes = 0
+    /// The memory the active slot's records hold in the views, estimated: their raw (uncompressed)
+    /// bytes plus the views' own overhead per op and per document (`Limits.viewOpBytesEstimate`,
+    /// `Limits.viewDocumentBytesEstimate`). With the stored bytes, what decides when the slot is
+    /// sealed and applied (`activeSlotIsDue`).
+    var activeSlotHeldBytes = 0
     /// A sealed slot's changes until an apply commits them (a failed apply's stay, and are tried
     /// again).
     var sealedJob: ApplyJob?
