@@ -45,6 +45,9 @@ public final class OpLogWorkloadEngine: ReplayingEngine, SelfCompactingEngine {
         finalWork.result.flatMap { try? $0.get() } ?? CompactionWork(snapshotsWritten: 0, snapshotBytes: 0, opsTruncated: 0)
     }
 
+    /// The writer's counters now (W4 reads the dedupe index loads and evictions from them).
+    public var writerCounters: WriterCounters { store.writerCounters() }
+
     /// W3: `store.replay(document, to:, with: TextReducer())`, the text of the state.
     public func replay(document: String, to revision: UInt64) throws -> String {
         try store.replay(DocumentID(document), to: revision, with: TextReducer()).state.text

@@ -12,6 +12,7 @@ struct WorkloadsCommand: ParsableCommand {
     @Option(
         help: """
             Workloads to run, comma-separated: W1 (concurrent writers), W2 (batched commits), W3 (replay: opening documents), \
+            W4 (scale: N documents of K ops, reopen, first and evicted appends, memory; see the --scale-* options), \
             sync-ceiling (a C write + fdatasync loop, no engine; W1 measures it before and after its runs anyway).
             """
     )
@@ -49,15 +50,40 @@ struct WorkloadsCommand: ParsableCommand {
     var traces: String?
     @Flag(help: "Keep each run's store directory (and print its path) for inspection.")
     var keep = false
+    @Option(help: "W4: document counts to sweep (K ops each).")
+    var scaleDocuments = "10000,100000,1000000"
+    @Option(help: "W4: ops per document.")
+    var scaleOps = 10
+    @Option(help: "W4: engines (OpLog, and the key-per-op baselines).")
+    var scaleEngines = "oplog,rocksdb,leveldb"
+    @Option(help: "W4: OpLog memory budgets to sweep, in MiB.")
+    var scaleBudgets = "256,64"
+    @Option(help: "W4: OpLog's durability, full or lastAppendsMayBeLost (then OpLog alone: the baselines always sync).")
+    var scaleDurability = "full"
+    @Option(help: "W4: writer threads loading and touching the documents.")
+    var scaleWriters = 16
+    @Option(help: "W4: ops per durable batch while loading and touching.")
+    var scaleBatch = 1000
+    @Option(help: "W4: documents timed one append at a time in each measured phase.")
+    var scaleSamples = 2000
+    @Option(help: "W4: rounds, engines alternating.")
+    var scaleRuns = 1
+    @Option(help: .hidden)
+    var scaleChild: String?
     @Option(help: "CSV output (default Benchmarks/results/<workloads>[-quick].csv).")
     var csv: String?
     @Option(help: "SVG plot output (default next to the CSV).")
     var plot: String?
 
     func run() throws {
+        if let scaleChild {
+            try ScaleChild.run(json: scaleChild)
+            return
+        }
         let names = try list(workload)
         let ceilingRequested = names.contains { $0.lowercased() == SyncCeiling.workloadName }
-        let workloads = try names.filter { $0.lowercased() != SyncCeiling.workloadName }.map { name in
+        let scaleRequested = names.contains { $0.uppercased() == "W4" }
+        let workloads = try names.filter { $0.lowercased() != SyncCeiling.workloadName && $0.uppercased() != "W4" }.map { name in
             guard let workload = Workload(rawValue: name.uppercased()) else { throw ValidationError("unknown workload \(name)") }
             return workload
         }
@@ -79,6 +105,10 @@ struct WorkloadsCommand: ParsableCommand {
         try StoreDirectory.requireRealDisk(dir)
         let parent = try StoreDirectory.makeUnique(in: dir, prefix: "oplog-workloads")
         defer { if !keep { try? FileManager.default.removeItem(atPath: parent) } }
+        if scaleRequested {
+            try runScale(parent: parent)
+            if workloads.isEmpty && !ceilingRequested { return }
+        }
         if workloads.isEmpty {
             // sync-ceiling alone: no engine, no plan, no CSV.
             print(try SyncCeiling.measure(phase: "alone", in: parent, syncs: syncs).jsonLine)
@@ -129,7 +159,7 @@ struct WorkloadsCommand: ParsableCommand {
                                 "open at head p50 \(Int(Percentile.micros(result.headNanos, 0.5))) us, past p50 "
                                     + "\(Int(Percentile.micros(result.pastNanos, 0.5))) us, "
                                     + "\(Int(Double(result.replayedOps) / (Double(result.openNanos) / 1e9))) replayed ops/s, "
-                                        + "load \(String(format: "%.1f", result.loadSeconds)) s"
+                                    + "load \(String(format: "%.1f", result.loadSeconds)) s"
                             } ?? "cannot replay (null fields)"))
                 }
             }
@@ -158,6 +188,24 @@ struct WorkloadsCommand: ParsableCommand {
         for row in rows { print(row.jsonLine) }
         if let ceilingAfter { print(ceilingAfter.jsonLine) }
         try writeOutputs(rows, workloads: workloads)
+    }
+
+    private func runScale(parent: String) throws {
+        let plan = ScaleRunner.Plan(
+            documents: try list(scaleDocuments).map(positive), opsPerDocument: scaleOps,
+            engines: scaleDurability == "full" ? try list(scaleEngines) : ["oplog"], budgetsMiB: try list(scaleBudgets).map(positive),
+            durability: scaleDurability, writers: scaleWriters, batchOps: scaleBatch, samples: scaleSamples, runs: scaleRuns,
+            seed: seed, parent: parent)
+        guard plan.opsPerDocument >= 1, plan.writers >= 1, plan.batchOps >= 1, plan.samples >= 1, plan.runs >= 1 else {
+            throw ValidationError("the --scale-* counts must be at least 1")
+        }
+        let figures = try ScaleRunner.run(plan)
+        print(ScaleTable.markdown(figures))
+        let resultsFolder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("results").path
+        let path = csv ?? resultsFolder + "/W4" + (scaleDurability == "full" ? "" : "-\(scaleDurability)") + ".csv"
+        try ScaleTable.csv(figures).write(toFile: path, atomically: true, encoding: .utf8)
+        progress("wrote \(path)")
     }
 
     private func makePlan(_ workload: Workload, totalOps: Int) throws -> WorkloadPlan {
