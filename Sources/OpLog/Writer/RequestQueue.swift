@@ -62,7 +62,9 @@ enum WriteRequest: Sendable {
 /// Thread safety: every field is guarded by `condition`.
 final class RequestQueue: @unchecked Sendable {
     private let condition = NSCondition()
-    private var requests: [WriteRequest] = []
+    /// Queued requests from `head` on; the slots before it are nil, so a taken request (its batch,
+    /// its reply) is released as soon as it is taken, not when the prefix is next reclaimed.
+    private var requests: [WriteRequest?] = []
     private var head = 0
     private var acceptsRequests = true
     /// True while the writer thread sleeps in `takeGroup`: only then does a new request signal the
@@ -87,7 +89,7 @@ final class RequestQueue: @unchecked Sendable {
     var hasJournaledHead: Bool {
         condition.lock()
         defer { condition.unlock() }
-        return head < requests.count && requests[head].isJournaled
+        return head < requests.count && requests[head]!.isJournaled
     }
 
     /// Wakes the writer thread if it waits for work (a leader leaves queued requests to it).
@@ -129,31 +131,41 @@ final class RequestQueue: @unchecked Sendable {
     func takeJournaledGroup(maxOps: Int, maxBytes: Int) -> [WriteRequest]? {
         condition.lock()
         defer { condition.unlock() }
-        guard head < requests.count, requests[head].isJournaled else { return nil }
+        guard head < requests.count, requests[head]!.isJournaled else { return nil }
         return takeLocked(maxOps: maxOps, maxBytes: maxBytes)
     }
 
     private func takeLocked(maxOps: Int, maxBytes: Int) -> [WriteRequest] {
         assert(head < requests.count, "a group taken from an empty queue")
-        var group = [requests[head]]
-        head += 1
+        var group = [take()]
         if group[0].isJournaled {
             var ops = group[0].opCount
             var bytes = group[0].payloadBytes
-            while head < requests.count, requests[head].isJournaled,
-                ops + requests[head].opCount <= maxOps, bytes + requests[head].payloadBytes <= maxBytes
+            while head < requests.count, let next = requests[head], next.isJournaled,
+                ops + next.opCount <= maxOps, bytes + next.payloadBytes <= maxBytes
             {
-                ops += requests[head].opCount
-                bytes += requests[head].payloadBytes
-                group.append(requests[head])
-                head += 1
+                ops += next.opCount
+                bytes += next.payloadBytes
+                group.append(take())
             }
         }
-        // Reclaim the consumed prefix now and then, so the array does not grow without bound.
-        if head > 1024 && head * 2 > requests.count {
+        // Reclaim the consumed prefix: at once when the queue is empty (the usual case), else
+        // now and then, so the array does not grow without bound.
+        if head == requests.count {
+            requests.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head > 1024 && head * 2 > requests.count {
             requests.removeFirst(head)
             head = 0
         }
         return group
+    }
+
+    /// The request at `head`, its slot released.
+    private func take() -> WriteRequest {
+        guard let request = requests[head] else { preconditionFailure("request queue: a taken slot at the head") }
+        requests[head] = nil
+        head += 1
+        return request
     }
 }
