@@ -94,9 +94,6 @@ public enum Limits {
     /// Unapplied journal bytes, in `journalApplyBytes`, past which a group commit waits for the
     /// apply in flight: the sealed slot plus a full active one. Bounds the memory the views hold.
     static let unappliedJournalSlotsMax = 2
-    /// What a pending op costs in the views beyond its payload and author: the `StoredOp` in its
-    /// array, the two arrays' headers and the allocator's rounding.
-    static let viewOpBytesEstimate = 160
     /// What a document with pending ops costs in the views beyond its ops: its entries in the
     /// reader's views, the dirty set and the apply job, with hash-table slack.
     static let viewDocumentBytesEstimate = 512

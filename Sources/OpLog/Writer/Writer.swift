@@ -26,9 +26,8 @@ final class Writer: @unchecked Sendable {
     /// Record bytes in the journal not yet applied (for the storage-full estimate).
     var journalBytes = 0
     /// The memory the active slot's records hold in the views, estimated: their raw (uncompressed)
-    /// bytes plus the views' own overhead per op and per document (`Limits.viewOpBytesEstimate`,
-    /// `Limits.viewDocumentBytesEstimate`). With the stored bytes, what decides when the slot is
-    /// sealed and applied (`activeSlotIsDue`).
+    /// bytes plus the views' overhead per document (`Limits.viewDocumentBytesEstimate`). With the
+    /// stored bytes, what decides when the slot is sealed and applied (`activeSlotIsDue`).
     var activeSlotHeldBytes = 0
     /// A sealed slot's changes until an apply commits them (a failed apply's stay, and are tried
     /// again).
