@@ -84,3 +84,11 @@ sync_ceiling_result sync_ceiling_run(const char *path, int rounds, int record_by
     sync_ceiling_result result = {0, NULL, elapsed};
     return result;
 }
+
+#include <malloc.h>
+
+heap_figures heap_figures_now(void) {
+    struct mallinfo2 info = mallinfo2();
+    heap_figures figures = {(long long)(info.uordblks + info.hblkhd), (long long)info.fordblks};
+    return figures;
+}

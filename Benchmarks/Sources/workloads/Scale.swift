@@ -1,3 +1,4 @@
+import CSyncCeiling
 import Foundation
 import OpLog
 import OpLogEngine
@@ -52,6 +53,12 @@ struct ScaleFigures: Codable, Sendable {
     var rssAnonPeak = 0
     var rssAnonEnd = 0
     var rssFilePeak = 0
+    /// glibc's `mallinfo2` at the end of the measure phase: bytes in live allocations, and bytes free
+    /// inside the heap (held from the system, not returned): which part of RssAnon is live data.
+    var heapInUseEnd = 0
+    var heapFreeEnd = 0
+    /// Peak of the bytes in live allocations after the reopen (sampled with RssAnon).
+    var heapInUsePeak = 0
     var firstAppendNanos: [UInt64] = []
     var warmAppendNanos: [UInt64] = []
     var evictedAppendNanos: [UInt64] = []
@@ -154,9 +161,13 @@ enum ScaleChild {
         let evicted = try timedAppends(oldest)
         let countersAfter = (engine as? OpLogWorkloadEngine)?.writerCounters
         figures.rssAnonEnd = memory.current().anon
+        let heap = heap_figures_now()
+        figures.heapInUseEnd = Int(heap.in_use_bytes)
+        figures.heapFreeEnd = Int(heap.free_bytes)
         let peak = memory.peak()
         figures.rssAnonPeak = peak.anon
         figures.rssFilePeak = peak.file
+        figures.heapInUsePeak = memory.heapPeak
         figures.firstAppendNanos = first
         figures.warmAppendNanos = warm
         figures.evictedAppendNanos = evicted
@@ -224,7 +235,9 @@ struct ScaleOps: Sendable {
     }
 }
 
-/// RssAnon and RssFile of this process, sampled every 10 ms on a thread of its own.
+/// RssAnon and RssFile of this process, and the bytes in live heap allocations (glibc's
+/// `mallinfo2`: RssAnon minus this is memory the allocator keeps), sampled every 10 ms on a
+/// thread of its own.
 final class MemorySampler: Sendable {
     struct Reading: Sendable {
         var anon = 0
@@ -237,10 +250,14 @@ final class MemorySampler: Sendable {
     }
 
     private let state = Mutex(State())
+    private let heapPeakBytes = Mutex(0)
+    var heapPeak: Int { heapPeakBytes.withLock { $0 } }
 
     init() {
         let thread = Thread { [self] in
             while state.withLock({ $0.running }) {
+                let inUse = Int(heap_figures_now().in_use_bytes)
+                heapPeakBytes.withLock { $0 = max($0, inUse) }
                 let now = Self.read()
                 state.withLock { state in
                     state.peak.anon = max(state.peak.anon, now.anon)
@@ -274,6 +291,8 @@ final class MemorySampler: Sendable {
     func resetPeak() {
         let now = Self.read()
         state.withLock { $0.peak = now }
+        let inUse = Int(heap_figures_now().in_use_bytes)
+        heapPeakBytes.withLock { $0 = inUse }
     }
 
     private static func read() -> Reading {
@@ -385,7 +404,8 @@ enum ScaleRunner {
 enum ScaleTable {
     static let header = [
         "documents", "ops/doc", "engine", "budget MiB", "load ops/s", "data B/op", "open ms", "RssAnon after open MB",
-        "RssAnon peak - open MB", "RssAnon end - open MB", "RssFile peak MB", "first append p50 us", "first append p99 us",
+        "RssAnon peak - open MB", "RssAnon end - open MB", "heap in use peak MB", "RssFile peak MB", "first append p50 us",
+        "first append p99 us",
         "warm p50 us", "warm p99 us", "evicted p50 us", "evicted p99 us", "index evictions",
     ]
 
@@ -400,7 +420,8 @@ enum ScaleTable {
             String(Int(Double(ops) / figures.loadSeconds)), String(format: "%.1f", Double(figures.dataBytes) / Double(ops)),
             String(format: "%.1f", figures.openSeconds * 1000), megabytes(figures.rssAnonAfterOpen),
             megabytes(figures.rssAnonPeak - figures.rssAnonAfterOpen), megabytes(figures.rssAnonEnd - figures.rssAnonAfterOpen),
-            megabytes(figures.rssFilePeak), micros(figures.firstAppendNanos, 0.5), micros(figures.firstAppendNanos, 0.99),
+            megabytes(figures.heapInUsePeak), megabytes(figures.rssFilePeak), micros(figures.firstAppendNanos, 0.5),
+            micros(figures.firstAppendNanos, 0.99),
             micros(figures.warmAppendNanos, 0.5), micros(figures.warmAppendNanos, 0.99), micros(figures.evictedAppendNanos, 0.5),
             micros(figures.evictedAppendNanos, 0.99), figures.indexEvictions.map(String.init) ?? "-",
         ]

@@ -21,3 +21,13 @@ typedef struct {
 /// appends, so every fdatasync also commits the file's new size (and, every few rounds, a new
 /// block) through the filesystem's journal. The file is closed but not removed.
 sync_ceiling_result sync_ceiling_run(const char *path, int rounds, int record_bytes, int preallocate);
+
+/// glibc's heap figures (`mallinfo2`), for W4: bytes in live allocations (`uordblks` + `hblkhd`,
+/// the mmapped ones) and bytes free inside the heap (`fordblks`: held from the system, not returned).
+/// In this target because Swift's Glibc module does not import <malloc.h>.
+typedef struct {
+    long long in_use_bytes;
+    long long free_bytes;
+} heap_figures;
+
+heap_figures heap_figures_now(void);
