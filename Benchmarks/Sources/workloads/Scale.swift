@@ -83,7 +83,6 @@ enum ScaleChild {
         let memory = MemorySampler()
         defer { memory.stop() }
         let opsPerDocument = settings.opsPerDocument
-        let names = documentNames(settings.documents)
         let engine = try openEngine(settings)
         var figures = ScaleFigures(settings: settings)
         figures.rssAnonFirstOpen = memory.current().anon
@@ -91,7 +90,7 @@ enum ScaleChild {
         let loadStart = MonotonicClock.nanoseconds()
         let loaded = Progress(total: settings.documents * opsPerDocument, label: "\(settings.engine) load")
         try writeAll(
-            engine, settings: settings, revisions: { _ in (1...opsPerDocument).map { UInt64($0) } }, names: names,
+            engine, settings: settings, revisions: { _ in (1...opsPerDocument).map { UInt64($0) } },
             generator: ScaleOps(seed: settings.seed), progress: loaded)
         try engine.close()
         figures.loadSeconds = Double(MonotonicClock.nanoseconds() - loadStart) / 1e9
@@ -100,8 +99,6 @@ enum ScaleChild {
         return figures
     }
 
-    private static func documentNames(_ count: Int) -> [String] { (0..<count).map { String(format: "doc-%07d", $0) } }
-
     /// The measured phases, in a fresh process (so that the load's heap, which glibc keeps, is not
     /// in its memory figures): reopen, first appends, warm appends, touch all, evicted appends.
     static func measure(_ settings: ScaleSettings) throws -> ScaleFigures {
@@ -109,7 +106,6 @@ enum ScaleChild {
         defer { memory.stop() }
         let documentCount = settings.documents
         let opsPerDocument = settings.opsPerDocument
-        let names = documentNames(documentCount)
         let generator = ScaleOps(seed: settings.seed)
         var figures = ScaleFigures(settings: settings)
         let beforeOpen = memory.current().anon
@@ -121,36 +117,39 @@ enum ScaleChild {
         memory.resetPeak()
         let countersBefore = (engine as? OpLogWorkloadEngine)?.writerCounters
 
+        // The harness keeps no per-document arrays (they would count in the engines' memory):
+        // a sampled document's revisions follow from whether it is sampled.
         var random = SplitMix64(seed: settings.seed ^ 0x5CA1E)
-        var order = Array(0..<documentCount)
-        for index in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(index, random.next(below: index + 1)) }
         let sampleCount = min(settings.samples, documentCount / 2)
-        let sampled = Array(order[0..<sampleCount])
-        var heads = [UInt64](repeating: UInt64(opsPerDocument), count: documentCount)
+        var sampledSet = Set<Int>(minimumCapacity: sampleCount)
+        var sampled: [Int] = []
+        while sampled.count < sampleCount {
+            let document = random.next(below: documentCount)
+            if sampledSet.insert(document).inserted { sampled.append(document) }
+        }
+        let base = UInt64(opsPerDocument)
 
-        func timedAppends(_ documents: [Int]) throws -> [UInt64] {
+        func timedAppends(_ documents: [Int], revision: UInt64) throws -> [UInt64] {
             var nanos: [UInt64] = []
             nanos.reserveCapacity(documents.count)
             for document in documents {
-                heads[document] += 1
-                let op = generator.op(document: document, index: Int(heads[document]))
+                let op = generator.op(document: document, index: Int(revision))
                 let start = MonotonicClock.nanoseconds()
-                try engine.append(document: names[document], revision: heads[document], op: op)
+                try engine.append(document: ScaleNames.name(document), revision: revision, op: op)
                 nanos.append(MonotonicClock.nanoseconds() - start)
             }
             return nanos.sorted()
         }
 
-        let first = try timedAppends(sampled)
-        let warm = try timedAppends(sampled)
+        let first = try timedAppends(sampled, revision: base + 1)
+        let warm = try timedAppends(sampled, revision: base + 2)
         // Touch every document once, writer w taking documents w, w + writers, …: the first ones of
         // each writer's share are then the least recently used, the ones an eviction took first.
         let touched = Progress(total: documentCount, label: "\(settings.engine) touch")
-        let touchHeads = heads
+        let sampledForTouch = sampledSet
         try writeAll(
-            engine, settings: settings, revisions: { [touchHeads[$0] + 1] }, names: names, generator: generator, progress: touched)
-        for document in 0..<documentCount { heads[document] += 1 }
-        let sampledSet = Set(sampled)
+            engine, settings: settings, revisions: { [sampledForTouch.contains($0) ? base + 3 : base + 1] },
+            generator: generator, progress: touched)
         var oldest: [Int] = []
         var position = 0
         while oldest.count < sampleCount && position < documentCount {
@@ -158,7 +157,7 @@ enum ScaleChild {
             position += 1
         }
         // `position` walks documents 0, 1, 2, …: each is among the first of its writer's share.
-        let evicted = try timedAppends(oldest)
+        let evicted = try timedAppends(oldest, revision: base + 2)
         let countersAfter = (engine as? OpLogWorkloadEngine)?.writerCounters
         figures.rssAnonEnd = memory.current().anon
         let heap = heap_figures_now()
@@ -197,15 +196,16 @@ enum ScaleChild {
     /// `settings.writers` threads in durable batches of about `settings.batchOps` ops.
     private static func writeAll(
         _ engine: any WorkloadEngine, settings: ScaleSettings, revisions: @escaping @Sendable (Int) -> [UInt64],
-        names: [String], generator: ScaleOps, progress: Progress
+        generator: ScaleOps, progress: Progress
     ) throws {
         let writers = settings.writers
         _ = try WriterThreads.run(count: writers) { writer in
             var batch: [(document: String, revision: UInt64, op: BenchOp)] = []
             batch.reserveCapacity(settings.batchOps)
-            for document in stride(from: writer, to: names.count, by: writers) {
+            for document in stride(from: writer, to: settings.documents, by: writers) {
+                let name = ScaleNames.name(document)
                 for revision in revisions(document) {
-                    batch.append((names[document], revision, generator.op(document: document, index: Int(revision))))
+                    batch.append((name, revision, generator.op(document: document, index: Int(revision))))
                     if batch.count >= settings.batchOps {
                         try engine.appendBatch(batch)
                         progress.advance(batch.count)
@@ -218,6 +218,15 @@ enum ScaleChild {
                 progress.advance(batch.count)
             }
         }
+    }
+}
+
+/// Document names, `doc-0000042`: built when needed rather than kept, so the harness holds no
+/// per-document state.
+enum ScaleNames {
+    static func name(_ document: Int) -> String {
+        let digits = String(document)
+        return "doc-" + String(repeating: "0", count: max(0, 7 - digits.count)) + digits
     }
 }
 
