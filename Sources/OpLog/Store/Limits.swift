@@ -97,6 +97,10 @@ public enum Limits {
     /// What a document with pending ops costs in the views beyond its ops: its entries in the
     /// reader's views, the dirty set and the apply job, with hash-table slack.
     static let viewDocumentBytesEstimate = 512
+    /// Room left in a rebuilt op-ID index for the next append, beyond the IDs it holds. More would
+    /// round the hash table up to the next power of two (11 IDs + 4 take 32 buckets, not 16) and
+    /// cost a quarter more evictions under W4's budget.
+    static let dedupeIndexSpareEntries = 1
     /// A commit's EIO counts as a full file system only while less than this is free.
     static let fileSystemNearlyFullBytes = 1 << 20
     /// Per-op bytes besides payload and author in the stored encoding (op ID, time and length

@@ -40,9 +40,15 @@ struct DedupeIndex {
     /// The index holds the ID of every op from this revision to the document's head.
     private(set) var coveredFrom: Revision
 
-    /// An empty index of a document whose next op will be `nextRevision`.
-    init(nextRevision: Revision) {
+    /// An empty index of a document whose next op will be `nextRevision`, with room for
+    /// `capacity` IDs (a rebuild knows how many it will insert: growing one insert at a time
+    /// reallocates both tables several times and leaves up to twice the room needed).
+    init(nextRevision: Revision, capacity: Int = 0) {
         coveredFrom = nextRevision
+        if capacity > 0 {
+            revisions.reserveCapacity(capacity)
+            order.reserveCapacity(capacity)
+        }
     }
 
     var count: Int { order.count - start }
@@ -182,7 +188,8 @@ extension Writer {
         let view = try reader.currentView(of: document) ?? DocumentView(record: .empty)
         let window = DedupeWindow(options: options)
         let stored = try storedOpIDs(document, from: window.oldestRevision(head: view.head), view: view)
-        var index = DedupeIndex(nextRevision: view.head + 1)
+        // A little room for the appends to come, which will land in this index.
+        var index = DedupeIndex(nextRevision: view.head + 1, capacity: stored.entries.count + Limits.dedupeIndexSpareEntries)
         for entry in stored.entries { index.insert(entry.id, revision: entry.revision, time: entry.time) }
         index.prune(keepingOps: window.ops, cutoff: window.oldestServerTime(lastServerTime: view.lastServerTimeMilliseconds))
         dedupe.insert(index, for: document)
