@@ -97,8 +97,13 @@ enum StoreDirectory {
 
 /// The stores this process has open, by directory: LMDB forbids opening one environment twice in a
 /// process ("not even from a plain open() call"), so a second open is refused with a clear error.
+///
+/// Each claimed directory is held open (a descriptor) until its store closes. Without that, a
+/// store left open after its directory was removed freed the directory's inode, a new directory
+/// could get the same device and inode, and opening it was refused as "already open" (a test run
+/// hit it once).
 enum OpenStores {
-    private static let open = Mutex<Set<String>>([])
+    private static let open = Mutex<[String: Int32]>([:])
 
     /// The directory's identity: its device and inode, so two spellings of one path match.
     static func key(_ directory: String) -> String {
@@ -108,11 +113,16 @@ enum OpenStores {
     }
 
     static func claim(_ key: String, path: String) throws(OpLogError) {
-        let claimed = open.withLock { $0.insert(key).inserted }
+        let claimed = open.withLock { open -> Bool in
+            guard open[key] == nil else { return false }
+            // -1 when the directory cannot be opened: the open that follows reports why.
+            open[key] = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            return true
+        }
         if !claimed { throw .alreadyOpenInThisProcess(path: path) }
     }
 
     static func release(_ key: String) {
-        _ = open.withLock { $0.remove(key) }
+        if let descriptor = open.withLock({ $0.removeValue(forKey: key) }), descriptor >= 0 { _ = Glibc.close(descriptor) }
     }
 }
