@@ -186,7 +186,8 @@ import Testing
             """)
         if durability != .full {
             // One example of each kind of problem: lost acks, refused opens, failed checks.
-            for kind in [" < acknowledged", "open:", "verify exited", "verify:", "reading:", "wrong", "gap", "snapshot at"] {
+            for kind in [" < acknowledged", "open:", "verify exited", "stats exited", "verify:", "reading:", "wrong", "gap", "snapshot at"]
+            {
                 if let example = figures.problems.first(where: { $0.contains(kind) }) {
                     print("power loss [\(durability.rawValue)]: e.g. \(example)")
                 }
@@ -219,14 +220,20 @@ import Testing
             if figures.problems.count < 5_000 { figures.problems.append("\(label): \(problem)") }
         }
         // LMDB trusts its file: an image of the mode that never syncs may crash a reader, so that
-        // mode is verified in a child process first (`oplog verify` scans in a child of its own).
+        // mode is verified in a child process first (`oplog verify` scans in a child of its own),
+        // and opened for writing there too (`oplog stats`: recovery, then the journal's apply at
+        // close, writes into the tree; an image that crashes that crashed this process once).
         if checkInChild {
-            let verify = try CLITests.run(["verify", "--store", dir.path, "--no-replay"])
-            if verify.status != 0 {
-                figures.unopenable += 1
-                figures.ackedOpsLost += acknowledged.opCount
-                fail("verify exited \(verify.status)")
-                return
+            for (name, arguments) in [
+                ("verify", ["verify", "--store", dir.path, "--no-replay"]), ("stats", ["stats", "--store", dir.path]),
+            ] {
+                let child = try CLITests.run(arguments)
+                if child.status != 0 {
+                    figures.unopenable += 1
+                    figures.ackedOpsLost += acknowledged.opCount
+                    fail("\(name) exited \(child.status)")
+                    return
+                }
             }
         }
         let store: OpLogStore
