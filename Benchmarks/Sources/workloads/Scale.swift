@@ -145,7 +145,8 @@ enum ScaleChild {
         let warm = try timedAppends(sampled, revision: base + 2)
         // Touch every document once, writer w taking documents w, w + writers, …: the first ones of
         // each writer's share are then the least recently used, the ones an eviction took first.
-        let touched = Progress(total: documentCount, label: "\(settings.engine) touch")
+        memory.noteHeap()
+        let touched = Progress(total: documentCount, label: "\(settings.engine) touch", memory: memory)
         let sampledForTouch = sampledSet
         try writeAll(
             engine, settings: settings, revisions: { [sampledForTouch.contains($0) ? base + 3 : base + 1] },
@@ -157,7 +158,9 @@ enum ScaleChild {
             position += 1
         }
         // `position` walks documents 0, 1, 2, …: each is among the first of its writer's share.
+        memory.noteHeap()
         let evicted = try timedAppends(oldest, revision: base + 2)
+        memory.noteHeap()
         let countersAfter = (engine as? OpLogWorkloadEngine)?.writerCounters
         figures.rssAnonEnd = memory.current().anon
         let heap = heap_figures_now()
@@ -244,9 +247,9 @@ struct ScaleOps: Sendable {
     }
 }
 
-/// RssAnon and RssFile of this process, and the bytes in live heap allocations (glibc's
-/// `mallinfo2`: RssAnon minus this is memory the allocator keeps), sampled every 10 ms on a
-/// thread of its own.
+/// RssAnon and RssFile of this process, sampled every 10 ms on a thread of its own, and the bytes
+/// in live heap allocations (glibc's `mallinfo2`: RssAnon minus this is memory the allocator
+/// keeps), read between phases and at every tenth of the touch.
 final class MemorySampler: Sendable {
     struct Reading: Sendable {
         var anon = 0
@@ -265,8 +268,6 @@ final class MemorySampler: Sendable {
     init() {
         let thread = Thread { [self] in
             while state.withLock({ $0.running }) {
-                let inUse = Int(heap_figures_now().in_use_bytes)
-                heapPeakBytes.withLock { $0 = max($0, inUse) }
                 let now = Self.read()
                 state.withLock { state in
                     state.peak.anon = max(state.peak.anon, now.anon)
@@ -280,6 +281,14 @@ final class MemorySampler: Sendable {
     }
 
     func stop() { state.withLock { $0.running = false } }
+
+    /// Reads the live heap bytes into the heap peak. Not sampled in the loop: `mallinfo2` walks the
+    /// heap under the arena locks (milliseconds at 10⁶ documents), which would stall the engine's
+    /// allocations in the timed phases; the harness calls this between them instead.
+    func noteHeap() {
+        let inUse = Int(heap_figures_now().in_use_bytes)
+        heapPeakBytes.withLock { $0 = max($0, inUse) }
+    }
 
     /// A reading now (and counted in the peak).
     func current() -> Reading {
@@ -321,11 +330,14 @@ final class MemorySampler: Sendable {
 final class Progress: Sendable {
     private let total: Int
     private let label: String
+    private let memory: MemorySampler?
     private let done = Mutex((count: 0, reported: 0))
 
-    init(total: Int, label: String) {
+    /// With `memory`, also reads the live heap at every tenth.
+    init(total: Int, label: String, memory: MemorySampler? = nil) {
         self.total = max(total, 1)
         self.label = label
+        self.memory = memory
     }
 
     func advance(_ count: Int) {
@@ -336,7 +348,9 @@ final class Progress: Sendable {
             state.reported = tenth
             return tenth
         }
-        if let tenth { progress("\(label): \(tenth * 10)%") }
+        guard let tenth else { return }
+        memory?.noteHeap()
+        progress("\(label): \(tenth * 10)%")
     }
 }
 
