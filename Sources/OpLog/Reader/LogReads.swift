@@ -45,13 +45,9 @@ extension Reader {
         let lmdbEnd = view.pending.first?.revision ?? (view.head + 1)  // LMDB holds [floor, lmdbEnd)
         var result: [StoredOp] = []
         result.reserveCapacity(Int(wanted))
-        var lmdbFloor: Revision = 1
+        var lmdbFloor: Revision = 1  // read only when LMDB comes up short
         if from < lmdbEnd {
             try tables.environment.read { (txn: borrowing ReadTransaction) in
-                // LMDB's own floor can be past the view's: a read-only store in another process
-                // keeps the views of its open while the writer process truncates and applies.
-                lmdbFloor = try tables.readDocumentRecord(txn, document)?.floor ?? 1
-                if from < lmdbFloor { return }
                 try txn.withCursor(tables.ops) { cursor in
                     var entry = try cursor.seek(
                         containing: KeyCoding.revisionKey(document, from), prefix: KeyCoding.documentPrefix(document))
@@ -64,6 +60,12 @@ extension Reader {
                         if (chunk.last?.revision ?? 0) + 1 >= lmdbEnd { break }
                         entry = try cursor.next()
                     }
+                }
+                // Short of what LMDB should hold: its own floor may be past the view's (a read-only
+                // store in another process keeps the views of its open while the writer process
+                // truncates and applies). Only then is the document record read.
+                if result.first?.revision != from || UInt64(result.count) < min(wanted, lmdbEnd - from) {
+                    lmdbFloor = try tables.readDocumentRecord(txn, document)?.floor ?? 1
                 }
             }
         }
