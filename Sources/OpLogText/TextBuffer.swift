@@ -26,17 +26,43 @@ public struct TextBuffer: Sendable, Equatable {
     /// Applies a patch; positions count Unicode scalars.
     /// - Throws: `TextPatchError` when the range lies outside the text (the text is unchanged).
     public mutating func apply(_ patch: TextPatch) throws(TextPatchError) {
-        guard patch.position >= 0, patch.deleted >= 0, patch.position <= count, patch.deleted <= count - patch.position else {
-            throw TextPatchError(detail: "patch deletes \(patch.deleted) at \(patch.position) in a text of \(count) scalars")
+        try Self.checkRange(position: patch.position, deleted: patch.deleted, length: count)
+        let inserted = patch.inserted.unicodeScalars
+        replace(at: patch.position, deleting: patch.deleted, insertingCount: inserted.count) { insert in
+            for scalar in inserted { insert(scalar) }
         }
-        moveGap(to: patch.position)
-        gapEnd += patch.deleted
-        let inserted = Array(patch.inserted.unicodeScalars)
-        if gapEnd - gapStart < inserted.count { grow(by: inserted.count) }
-        for scalar in inserted {
+    }
+
+    /// Applies a patch parsed on its bytes, decoding the inserted text straight into the buffer.
+    mutating func apply(_ patch: PatchBytes.Patch) throws(TextPatchError) {
+        try Self.checkRange(position: patch.position, deleted: patch.deleted, length: count)
+        replace(at: patch.position, deleting: patch.deleted, insertingCount: patch.inserted.scalarCount) { insert in
+            patch.inserted.forEachScalar(insert)
+        }
+    }
+
+    static func checkRange(position: Int, deleted: Int, length: Int) throws(TextPatchError) {
+        guard position >= 0, deleted >= 0, position <= length, deleted <= length - position else {
+            throw TextPatchError(detail: "patch deletes \(deleted) at \(position) in a text of \(length) scalars")
+        }
+    }
+
+    /// Deletes `deleted` scalars at `position`, then inserts the `insertingCount` scalars that
+    /// `produce` hands to its argument. The range is already checked.
+    private mutating func replace(
+        at position: Int, deleting deleted: Int, insertingCount: Int, _ produce: ((Unicode.Scalar) -> Void) -> Void
+    ) {
+        moveGap(to: position)
+        gapEnd += deleted
+        if gapEnd - gapStart < insertingCount { grow(by: insertingCount) }
+        let end = gapStart + insertingCount
+        produce { scalar in
+            // `insertingCount` is the producer's own count: more would overwrite the text after the gap.
+            precondition(gapStart < end, "more scalars than counted")
             storage[gapStart] = scalar
             gapStart += 1
         }
+        assert(gapStart == end, "fewer scalars than counted")
     }
 
     private mutating func moveGap(to position: Int) {

@@ -102,6 +102,46 @@ let benchmarks: @Sendable () -> Void = {
         try await fixture.close()
     }
 
+    // The whole automerge-paper trace (259,778 ops) with no snapshot, from an open store: chunk reads
+    // (checksum, inflate, in-place decode) and TextReducer's byte-level patch parsing and gap buffer.
+    // Ops per second: the trace's op count over one iteration's wall-clock time.
+    Benchmark(
+        "replay (whole trace, no snapshot, TextReducer)",
+        configuration: .init(warmupIterations: 1, maxDuration: .seconds(10), maxIterations: 20)
+    ) { benchmark throws in
+        let store = try fixture.store()
+        for _ in benchmark.scaledIterations {
+            blackHole(try store.replay(Fixture.traceDocument, with: TextReducer()))
+        }
+    } setup: {
+        try fixture.open()
+        try await fixture.loadTrace()
+    } teardown: {
+        try await fixture.close()
+    }
+
+    // The same trace read back as owning ops, 10,000 per call (decoded ops per second as above).
+    Benchmark(
+        "read all ops (whole trace, 10,000 per read)",
+        configuration: .init(warmupIterations: 1, maxDuration: .seconds(10), maxIterations: 20)
+    ) { benchmark throws in
+        let store = try fixture.store()
+        for _ in benchmark.scaledIterations {
+            var next: Revision = 1
+            while true {
+                let batch = try store.ops(of: Fixture.traceDocument, from: next, limit: 10_000)
+                if batch.isEmpty { break }
+                next += UInt64(batch.count)
+                blackHole(batch)
+            }
+        }
+    } setup: {
+        try fixture.open()
+        try await fixture.loadTrace()
+    } teardown: {
+        try await fixture.close()
+    }
+
     // The store's record compression (level 6, StoreOptions' default) on 32 KiB of patch JSON.
     Benchmark("compress (zlib level 6, 32 KiB trace JSON)") { benchmark throws in
         for _ in benchmark.scaledIterations {
@@ -121,6 +161,7 @@ final class Fixture: @unchecked Sendable {
     static let appendDocument = try! DocumentID("micro-append")
     static let readDocument = try! DocumentID("micro-read")
     static let snapshotDocument = try! DocumentID("micro-snapshot")
+    static let traceDocument = try! DocumentID("micro-trace")
     static let author = Array("micro-01".utf8)
 
     /// The trace's patches, as the JSON payloads the workloads append (from the empty start text).
@@ -189,6 +230,26 @@ final class Fixture: @unchecked Sendable {
             _ = try await store.append(newOps, to: document)
         }
         try await store.checkpoint()
+    }
+
+    /// Appends every patch of the trace to `traceDocument` (1,000 per append), applies the journal,
+    /// and checks that a replay gives the trace's final text (when the trace has one).
+    func loadTrace() async throws {
+        let store = try store()
+        let patches = Fixture.trace.patches
+        for start in stride(from: 0, to: patches.count, by: 1_000) {
+            let newOps = (start..<min(start + 1_000, patches.count)).map { index in
+                NewOp(
+                    opID: OpID(high: 2, low: UInt64(index)), author: Fixture.author, clientTimeMilliseconds: 0,
+                    payload: patches[index].jsonBytes())
+            }
+            _ = try await store.append(newOps, to: Fixture.traceDocument)
+        }
+        try await store.checkpoint()
+        let replayed = try store.replay(Fixture.traceDocument, with: TextReducer()).state.text
+        if Fixture.trace.startContent.isEmpty, let end = Fixture.trace.endContent, replayed != end {
+            throw OpLogError.invalidArgument("replay of the trace does not give its final text")
+        }
     }
 
     func close() async throws {

@@ -64,7 +64,20 @@ public enum FuzzDecode {
     static func body(_ kind: RecordKind, _ bytes: [UInt8]) throws(FuzzFinding) {
         switch kind {
         case .opChunk:
-            guard let ops = try? OpChunkRecord.decode(bytes) else { return }
+            let views = try? OpChunkRecord.decodeViews(bytes)
+            guard let ops = try? OpChunkRecord.decode(bytes) else {
+                try fuzzCheck(views == nil, "in-place decode accepts an op chunk the copying decode rejects")
+                return
+            }
+            try fuzzCheck(views?.map(\.storedOp) == ops, "in-place decode of an op chunk differs from the copying decode")
+            // A partial read keeps exactly the requested revisions and reports the chunk's range.
+            if let first = ops.first?.revision, ops.count > 1 {
+                let keeping = (first + 1)..<(first + UInt64(ops.count) / 2 + 1)
+                var kept: [StoredOpView] = []
+                let range = try? OpChunkRecord.decodeViews(bytes, keeping: keeping, into: &kept)
+                try fuzzCheck(range == first...(first + UInt64(ops.count) - 1), "partial decode reports the wrong revision range")
+                try fuzzCheck(kept.map(\.storedOp) == Array(ops.filter { keeping.contains($0.revision) }), "partial decode keeps the wrong ops")
+            }
             try opsAreConsistent(ops)
             try fuzzCheck((try? OpChunkRecord.decode(OpChunkRecord.encode(ops[...]))) == ops, "op chunk does not round-trip")
         case .document:

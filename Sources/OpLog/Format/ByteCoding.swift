@@ -92,12 +92,41 @@ package struct ByteReader {
         return bytes[offset..<(offset + count)]
     }
 
+    /// Skips `count` bytes (checked like `take`), returning where they lie.
+    package mutating func skip(_ count: Int) throws(DecodeError) -> Range<Int> {
+        guard count >= 0, remaining >= count else {
+            throw DecodeError("truncated: \(count) bytes needed at offset \(offset - bytes.startIndex), \(remaining) left")
+        }
+        defer { offset += count }
+        return offset..<(offset + count)
+    }
+
+    /// Bytes `skip` passed over, as a slice (no copy).
+    package func slice(_ range: Range<Int>) -> ArraySlice<UInt8> { bytes[range] }
+
+    /// Bytes `skip` passed over, copied.
+    package func copy(_ range: Range<Int>) -> [UInt8] { Array(bytes[range]) }
+
+    /// Whether the bytes at `range` equal `other`.
+    package func bytes(in range: Range<Int>, equal other: [UInt8]) -> Bool {
+        guard range.count == other.count else { return false }
+        var index = range.lowerBound
+        for byte in other {
+            if bytes[index] != byte { return false }
+            index += 1
+        }
+        return true
+    }
+
     package mutating func opID() throws(DecodeError) -> OpID {
         let slice = try take(16)
         var high: UInt64 = 0
         var low: UInt64 = 0
-        for (index, byte) in slice.enumerated() {
-            if index < 8 { high = high << 8 | UInt64(byte) } else { low = low << 8 | UInt64(byte) }
+        var index = slice.startIndex
+        for _ in 0..<8 {
+            high = high << 8 | UInt64(slice[index])
+            low = low << 8 | UInt64(slice[index + 8])
+            index += 1
         }
         return OpID(high: high, low: low)
     }
@@ -128,8 +157,13 @@ package struct ByteReader {
     }
 
     package mutating func lengthPrefixed(maximum: Int, what: String) throws(DecodeError) -> [UInt8] {
+        Array(try lengthPrefixedSlice(maximum: maximum, what: what))
+    }
+
+    /// A varint length followed by that many bytes, as a slice of the input (no copy).
+    package mutating func lengthPrefixedSlice(maximum: Int, what: String) throws(DecodeError) -> ArraySlice<UInt8> {
         let count = try boundedVarint(maximum: maximum, what: what)
-        return Array(try take(count))
+        return try take(count)
     }
 
     package func expectEnd(_ what: String) throws(DecodeError) {
@@ -139,7 +173,11 @@ package struct ByteReader {
     private mutating func littleEndian<T: FixedWidthInteger>() throws(DecodeError) -> T {
         let slice = try take(MemoryLayout<T>.size)
         var value: T = 0
-        for (index, byte) in slice.enumerated() { value |= T(byte) << (8 * index) }
+        var shift = 0
+        for byte in slice {
+            value |= T(byte) << shift
+            shift += 8
+        }
         return value
     }
 }

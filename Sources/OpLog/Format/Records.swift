@@ -29,35 +29,97 @@ package enum OpSequenceCoding {
         }
     }
 
-    /// Decodes `count` ops numbered from `firstRevision`.
+    /// Decodes `count` ops numbered from `firstRevision`, as owning copies.
     package static func decode(count: Int, firstRevision: Revision, from reader: inout ByteReader) throws(DecodeError) -> [StoredOp] {
+        var ops: [StoredOp] = []
+        ops.reserveCapacity(min(count, reader.remaining / 20 + 1))
+        try decode(count: count, firstRevision: firstRevision, from: &reader, keeping: 0..<UInt64.max, into: &ops)
+        return ops
+    }
+
+    /// Appends owning copies of the ops whose revisions lie in `keeping` to `ops`. Consecutive
+    /// ops by one author share one author array: about one allocation per op (its payload).
+    package static func decode(
+        count: Int, firstRevision: Revision, from reader: inout ByteReader, keeping: Range<Revision>, into ops: inout [StoredOp]
+    ) throws(DecodeError) {
+        var author: [UInt8] = []
+        try forEach(count: count, firstRevision: firstRevision, from: &reader, keeping: keeping) { fields, reader in
+            if !reader.bytes(in: fields.author, equal: author) { author = reader.copy(fields.author) }
+            ops.append(
+                StoredOp(
+                    revision: fields.revision, opID: fields.opID, author: author, clientTimeMilliseconds: fields.clientTime,
+                    serverTimeMilliseconds: fields.serverTime, payload: reader.copy(fields.payload)))
+        }
+    }
+
+    /// Decodes `count` ops numbered from `firstRevision` in place: authors and payloads are slices
+    /// of the reader's bytes, so the only allocation is the returned array.
+    package static func decodeViews(
+        count: Int, firstRevision: Revision, from reader: inout ByteReader
+    ) throws(DecodeError) -> [StoredOpView] {
+        var ops: [StoredOpView] = []
+        ops.reserveCapacity(min(count, reader.remaining / 20 + 1))
+        try decodeViews(count: count, firstRevision: firstRevision, from: &reader, keeping: 0..<UInt64.max, into: &ops)
+        return ops
+    }
+
+    /// Appends views of the ops whose revisions lie in `keeping` to `ops`.
+    package static func decodeViews(
+        count: Int, firstRevision: Revision, from reader: inout ByteReader, keeping: Range<Revision>,
+        into ops: inout [StoredOpView]
+    ) throws(DecodeError) {
+        try forEach(count: count, firstRevision: firstRevision, from: &reader, keeping: keeping) { fields, reader in
+            ops.append(
+                StoredOpView(
+                    revision: fields.revision, opID: fields.opID, author: reader.slice(fields.author),
+                    clientTimeMilliseconds: fields.clientTime, serverTimeMilliseconds: fields.serverTime,
+                    payload: reader.slice(fields.payload)))
+        }
+    }
+
+    /// One decoded op: its fixed fields, and where its author and payload lie in the reader's bytes.
+    package struct Fields {
+        var revision: Revision
+        var opID: OpID
+        var author: Range<Int>
+        var clientTime: Int64?
+        var serverTime: Int64
+        var payload: Range<Int>
+    }
+
+    /// The one decoder of op sequences: checks all `count` ops and calls `visit` for those whose
+    /// revisions lie in `keeping`, handing it the reader to take bytes from.
+    private static func forEach(
+        count: Int, firstRevision: Revision, from reader: inout ByteReader, keeping: Range<Revision>,
+        _ visit: (Fields, borrowing ByteReader) -> Void
+    ) throws(DecodeError) {
         // Each op takes at least 20 bytes, which bounds `count` by the input before allocating.
         guard count <= reader.remaining / 20 + 1 else { throw DecodeError("op count \(count) cannot fit in \(reader.remaining) bytes") }
         guard firstRevision >= 1, firstRevision <= UInt64.max - UInt64(count) else {
             throw DecodeError("revision range starting at \(firstRevision) is invalid")
         }
-        var ops: [StoredOp] = []
-        ops.reserveCapacity(count)
         var serverTime: Int64 = 0
         for index in 0..<count {
             let opID = try reader.opID()
             let delta = try reader.varint()
             guard delta <= UInt64(Int64.max - serverTime) else { throw DecodeError("server time overflows") }
             serverTime += Int64(delta)
-            let author = try reader.lengthPrefixed(maximum: Limits.authorBytesMax, what: "author length")
+            let author = try reader.skip(reader.boundedVarint(maximum: Limits.authorBytesMax, what: "author length"))
             let flags = try reader.u8()
             guard flags & ~flagHasClientTime == 0 else { throw DecodeError("unknown op flags \(flags)") }
             var clientTime: Int64?
             if flags & flagHasClientTime != 0 {
                 clientTime = try reader.signedVarint() &+ serverTime
             }
-            let payload = try reader.lengthPrefixed(maximum: Limits.payloadBytesMax, what: "payload length")
-            ops.append(
-                StoredOp(
-                    revision: firstRevision + UInt64(index), opID: opID, author: author,
-                    clientTimeMilliseconds: clientTime, serverTimeMilliseconds: serverTime, payload: payload))
+            let payload = try reader.skip(reader.boundedVarint(maximum: Limits.payloadBytesMax, what: "payload length"))
+            let revision = firstRevision + UInt64(index)
+            if keeping.contains(revision) {
+                visit(
+                    Fields(
+                        revision: revision, opID: opID, author: author, clientTime: clientTime, serverTime: serverTime,
+                        payload: payload), reader)
+            }
         }
-        return ops
     }
 }
 
@@ -74,13 +136,51 @@ package enum OpChunkRecord {
     }
 
     package static func decode(_ body: [UInt8]) throws(DecodeError) -> [StoredOp] {
+        var ops: [StoredOp] = []
+        _ = try decode(body, keeping: 0..<UInt64.max, into: &ops)
+        return ops
+    }
+
+    /// Appends owning copies of the chunk's ops whose revisions lie in `keeping` to `ops`.
+    /// - Returns: the chunk's first and last revisions.
+    package static func decode(
+        _ body: [UInt8], keeping: Range<Revision>, into ops: inout [StoredOp]
+    ) throws(DecodeError)
+        -> ClosedRange<Revision>
+    {
+        try decodeBody(body) { count, first, reader throws(DecodeError) in
+            try OpSequenceCoding.decode(count: count, firstRevision: first, from: &reader, keeping: keeping, into: &ops)
+        }
+    }
+
+    /// The chunk's ops in place: slices of `body`.
+    package static func decodeViews(_ body: [UInt8]) throws(DecodeError) -> [StoredOpView] {
+        var ops: [StoredOpView] = []
+        _ = try decodeViews(body, keeping: 0..<UInt64.max, into: &ops)
+        return ops
+    }
+
+    /// Appends the chunk's ops whose revisions lie in `keeping` to `ops`, as slices of `body`.
+    /// - Returns: the chunk's first and last revisions.
+    package static func decodeViews(
+        _ body: [UInt8], keeping: Range<Revision>, into ops: inout [StoredOpView]
+    ) throws(DecodeError) -> ClosedRange<Revision> {
+        try decodeBody(body) { count, first, reader throws(DecodeError) in
+            try OpSequenceCoding.decodeViews(count: count, firstRevision: first, from: &reader, keeping: keeping, into: &ops)
+        }
+    }
+
+    /// Reads the chunk's header, lets `decodeOps` read the ops, and checks that nothing follows.
+    private static func decodeBody(
+        _ body: [UInt8], _ decodeOps: (Int, Revision, inout ByteReader) throws(DecodeError) -> Void
+    ) throws(DecodeError) -> ClosedRange<Revision> {
         var reader = ByteReader(body)
         let first = try reader.varint()
         let count = try reader.boundedVarint(maximum: Limits.chunkRawBytesTarget + Limits.batchPayloadBytesMax, what: "op count")
         guard count >= 1 else { throw DecodeError("op chunk holds no ops") }
-        let ops = try OpSequenceCoding.decode(count: count, firstRevision: first, from: &reader)
+        try decodeOps(count, first, &reader)
         try reader.expectEnd("op chunk")
-        return ops
+        return first...(first + UInt64(count) - 1)
     }
 }
 

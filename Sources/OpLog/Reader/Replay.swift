@@ -50,11 +50,12 @@ extension Reader {
     ) throws(OpLogError) {
         var next = after + 1
         while next <= target {
-            let batch = try ops(of: document, from: next, limit: Int(min(UInt64(Limits.replayBatchOps), target - next + 1)))
+            // Views into the batch's decoded chunks: the reducer reads each op in place.
+            let batch = try opViews(of: document, from: next, limit: Int(min(UInt64(Limits.replayBatchOps), target - next + 1)))
             guard !batch.isEmpty else { throw .beyondHead(document: document, requested: next, head: next - 1) }
-            for op in batch {
-                do { try reducer.apply(op, to: &state) } catch {
-                    throw .reducerFailed(document: document, revision: op.revision, detail: "\(error)")
+            for index in batch.indices {
+                do { try reducer.apply(batch[index], to: &state) } catch {
+                    throw .reducerFailed(document: document, revision: batch[index].revision, detail: "\(error)")
                 }
             }
             next += UInt64(batch.count)

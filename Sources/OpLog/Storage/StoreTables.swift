@@ -145,6 +145,47 @@ package struct StoreTables: Sendable {
             decode: OpChunkRecord.decode, revisionOf: { $0.first?.revision })
     }
 
+    /// Decodes an op chunk in place (its ops are slices of the decoded body) and checks it against its key.
+    package static func decodeChunkViews(_ entry: Entry, document: DocumentID) throws(OpLogError) -> [StoredOpView] {
+        try decodeRevisionRecord(
+            entry, document: document, area: "ops", kind: .opChunk,
+            decode: OpChunkRecord.decodeViews, revisionOf: { $0.first?.revision })
+    }
+
+    /// Checks an op chunk against its key and appends its ops in `keeping` to `ops`, in place.
+    /// - Returns: the chunk's last revision.
+    package static func decodeChunkViews(
+        _ entry: Entry, document: DocumentID, keeping: Range<Revision>, into ops: inout [StoredOpView]
+    ) throws(OpLogError) -> Revision {
+        try decodeChunkRange(entry, document: document) { body throws(DecodeError) in
+            try OpChunkRecord.decodeViews(body, keeping: keeping, into: &ops)
+        }
+    }
+
+    /// Checks an op chunk against its key and appends owning copies of its ops in `keeping` to `ops`.
+    /// - Returns: the chunk's last revision.
+    package static func decodeChunk(
+        _ entry: Entry, document: DocumentID, keeping: Range<Revision>, into ops: inout [StoredOp]
+    ) throws(OpLogError) -> Revision {
+        try decodeChunkRange(entry, document: document) { body throws(DecodeError) in
+            try OpChunkRecord.decode(body, keeping: keeping, into: &ops)
+        }
+    }
+
+    private static func decodeChunkRange(
+        _ entry: Entry, document: DocumentID, _ decode: ([UInt8]) throws(DecodeError) -> ClosedRange<Revision>
+    ) throws(OpLogError) -> Revision {
+        let revision = KeyCoding.parseRevisionKey(entry.key)?.revision
+        let location = CorruptionLocation(area: "ops", document: document, revision: revision)
+        let body = try decodeFrame(entry.value, key: entry.key, kind: .opChunk, location: location)
+        let revisions: ClosedRange<Revision>
+        do { revisions = try decode(body) } catch { throw .corruption(location, detail: error.description) }
+        guard revisions.lowerBound == revision else {
+            throw .corruption(location, detail: "the record names revision \(revisions.lowerBound), its key says \(revision ?? 0)")
+        }
+        return revisions.upperBound
+    }
+
     package static func decodeSnapshot(_ entry: Entry, document: DocumentID) throws(OpLogError) -> Snapshot {
         try decodeRevisionRecord(
             entry, document: document, area: "snapshots", kind: .snapshot,

@@ -53,8 +53,10 @@ public enum Limits {
 
     // MARK: - Batches, retries and internal bounds (not caller-visible limits)
 
-    /// Ops read per batch during replay: memory stays bounded by the state plus one batch.
-    public static let replayBatchOps = 1_000
+    /// Ops read per batch during replay: memory stays bounded by the state plus one batch. A batch
+    /// ending inside a chunk decodes that chunk again for the next one, so a batch spans several
+    /// chunks (about 500 of the traces' ops each).
+    public static let replayBatchOps = 4_096
     /// Ops a subscription reads from the store per catch-up step.
     static let subscriptionCatchUpOps = 256
     /// Entries read per read transaction while scanning (`verify`, `spaceUsage`), so a long scan

@@ -118,6 +118,53 @@ public struct StoredOp: Sendable, Equatable {
     }
 }
 
+/// A stored op read in place: its author and payload are slices of the decoded chunk they were
+/// read from, so reading one copies and allocates nothing. `Reducer.apply(_:to:)` receives ops
+/// this way during replay; `op.payload.span` (or `withUnsafeBufferPointer`) reads the bytes
+/// without a copy, and `storedOp` makes an owning `StoredOp` where one is needed.
+///
+/// Holding a view keeps its whole chunk (up to about 32 KiB) alive: copy what must outlive the call.
+public struct StoredOpView: Sendable, Equatable {
+    /// The revision the store assigned.
+    public let revision: Revision
+    /// The client's ID, as submitted.
+    public let opID: OpID
+    /// The author, as submitted.
+    public let author: ArraySlice<UInt8>
+    /// The client's clock, as submitted (audit only).
+    public let clientTimeMilliseconds: Int64?
+    /// Assigned by the store at acceptance (milliseconds since 1970).
+    public let serverTimeMilliseconds: Int64
+    /// The op, as submitted.
+    public let payload: ArraySlice<UInt8>
+
+    /// A view of the fields of `op` (no copy: the slices share `op`'s arrays).
+    public init(_ op: StoredOp) {
+        self.init(
+            revision: op.revision, opID: op.opID, author: op.author[...], clientTimeMilliseconds: op.clientTimeMilliseconds,
+            serverTimeMilliseconds: op.serverTimeMilliseconds, payload: op.payload[...])
+    }
+
+    package init(
+        revision: Revision, opID: OpID, author: ArraySlice<UInt8>, clientTimeMilliseconds: Int64?, serverTimeMilliseconds: Int64,
+        payload: ArraySlice<UInt8>
+    ) {
+        self.revision = revision
+        self.opID = opID
+        self.author = author
+        self.clientTimeMilliseconds = clientTimeMilliseconds
+        self.serverTimeMilliseconds = serverTimeMilliseconds
+        self.payload = payload
+    }
+
+    /// An owning copy.
+    public var storedOp: StoredOp {
+        StoredOp(
+            revision: revision, opID: opID, author: Array(author), clientTimeMilliseconds: clientTimeMilliseconds,
+            serverTimeMilliseconds: serverTimeMilliseconds, payload: Array(payload))
+    }
+}
+
 /// Ops for one document inside an append or a multi-document batch.
 public struct DocumentAppend: Sendable {
     /// The document appended to.

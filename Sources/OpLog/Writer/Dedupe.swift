@@ -344,7 +344,7 @@ extension Writer {
 
     private func dedupeEntries(_ entry: Entry, document: DocumentID, isChunk: Bool) throws(OpLogError) -> [(OpID, Revision, Int64)] {
         if isChunk {
-            return try StoreTables.decodeChunk(entry, document: document).map { ($0.opID, $0.revision, $0.serverTimeMilliseconds) }
+            return try StoreTables.decodeChunkViews(entry, document: document).map { ($0.opID, $0.revision, $0.serverTimeMilliseconds) }
         }
         let record = try StoreTables.decodeDedupe(entry, document: document)
         return record.entries.enumerated().map { ($1.opID, record.firstRevision + UInt64($0), $1.serverTime) }

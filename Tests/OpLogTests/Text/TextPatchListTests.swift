@@ -37,6 +37,74 @@ import Testing
         #expect(throws: TextPatchError.self) { try TextPatch.parseList(json: Array(text.utf8)) }
     }
 
+    @Test func escapesDecodeAsJSONDefinesThem() throws {
+        let json = #"{"p":0,"d":0,"i":"\u0041\/\b\f\ud83d\ude00\u00e9é\"\\"}"#
+        #expect(try TextPatch(json: Array(json.utf8)).inserted == "A/\u{08}\u{0C}😀éé\"\\")
+        // A key may be escaped too: it is the decoded name that counts.
+        #expect(try TextPatch(json: Array(#"{"\u0070":1,"d":0,"i":""}"#.utf8)) == TextPatch(position: 1, deleted: 0, inserted: ""))
+    }
+
+    /// Bytes that are not UTF-8 (overlong, surrogate, above U+10FFFF, cut short, stray continuation)
+    /// and broken escapes are errors, never a trap or a replacement character.
+    @Test(
+        arguments: [
+            [0xC0, 0x80], [0xC1, 0xBF], [0xE0, 0x80, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xF5, 0x80, 0x80, 0x80],
+            [0xE2, 0x82], [0x80], [0xFF], [0xF0, 0x9F, 0x98],
+        ] as [[UInt8]])
+    func invalidUTF8IsRejected(_ inside: [UInt8]) {
+        let payload = Array(#"{"p":0,"d":0,"i":"a"#.utf8) + inside + Array(#"b"}"#.utf8)
+        #expect(throws: TextPatchError.self) { try TextPatch(json: payload) }
+        var state = TextBuffer("x")
+        let view = StoredOpView(
+            StoredOp(
+                revision: 1, opID: OpID(high: 0, low: 1), author: [], clientTimeMilliseconds: nil, serverTimeMilliseconds: 0,
+                payload: payload))
+        #expect(throws: TextPatchError.self) { try TextReducer().apply(view, to: &state) }
+        #expect(state.text == "x")
+    }
+
+    @Test(arguments: [
+        #"\ud83d"#, #"\ud83dx"#, #"\ude00"#, #"\u12"#, #"\u12g4"#, #"\x"#, #"\"#,
+    ])
+    func brokenEscapesAreRejected(_ escape: String) {
+        #expect(throws: TextPatchError.self) { try TextPatch(json: Array(("{\"p\":0,\"d\":0,\"i\":\"" + escape + "\"}").utf8)) }
+    }
+
+    @Test(arguments: ["-", "--1", "1234567890123456789", "", "+1"])
+    func malformedIntegersAreRejected(_ number: String) {
+        #expect(throws: TextPatchError.self) { try TextPatch(json: Array(("{\"p\":" + number + ",\"d\":0,\"i\":\"\"}").utf8)) }
+    }
+
+    /// Random texts of every kind of scalar (ASCII, controls, two-, three- and four-byte forms) make
+    /// the same text through `jsonBytes()` and the byte parser, in both payload formats.
+    @Test func randomTextsRoundTripThroughTheByteParser() throws {
+        var random = SplitMix64(seed: 0x7E57_7A7C)
+        let ranges: [ClosedRange<UInt32>] = [0x00...0x7F, 0x80...0x7FF, 0x800...0xD7FF, 0xE000...0xFFFF, 0x10000...0x10FFFF]
+        var reference = ""
+        var buffer = TextBuffer()
+        for round in 0..<2_000 {
+            var inserted = String.UnicodeScalarView()
+            for _ in 0..<Int.random(in: 0...12, using: &random) {
+                let range = ranges[Int.random(in: 0..<ranges.count, using: &random)]
+                inserted.append(Unicode.Scalar(UInt32.random(in: range, using: &random))!)
+            }
+            let length = reference.unicodeScalars.count
+            let position = Int.random(in: 0...length, using: &random)
+            let deleted = Int.random(in: 0...min(3, length - position), using: &random)
+            let patch = TextPatch(position: position, deleted: deleted, inserted: String(inserted))
+            #expect(try TextPatch(json: patch.jsonBytes()) == patch)
+            var scalars = Array(reference.unicodeScalars)
+            scalars.replaceSubrange(position..<(position + deleted), with: inserted)
+            reference = String(String.UnicodeScalarView(scalars))
+            let payload = round % 2 == 0 ? patch.jsonBytes() : TextPatch.jsonBytes([patch])
+            let op = StoredOp(
+                revision: UInt64(round + 1), opID: OpID(high: 0, low: UInt64(round)), author: [], clientTimeMilliseconds: nil,
+                serverTimeMilliseconds: 0, payload: payload)
+            try TextReducer().apply(StoredOpView(op), to: &buffer)
+        }
+        #expect(buffer.text == reference)
+    }
+
     @Test func reducerAppliesBothFormatsAndListsAtomically() throws {
         let reducer = TextReducer()
         var state = reducer.initialState()
