@@ -60,6 +60,9 @@ package struct FuzzModelRunner {
     package var options = StoreOptions()
     package var store: OpLogStore?
     package var model: [DocumentID: FuzzModelDocument] = [:]
+    /// Fencing epochs by document (the default scope: each document its own); they outlive a
+    /// document's deletion. 0 or absent: unfenced.
+    package var epochs: [DocumentID: UInt64] = [:]
     /// Op IDs in acceptance order (choices never iterate a dictionary: its order changes per process).
     package var acceptedIDs: [OpID] = []
     package var nextID: UInt64 = 1
@@ -129,7 +132,7 @@ package struct FuzzModelRunner {
         case 7: try await truncate(document)
         case 8: try await deleteSnapshot(document)
         case 9:
-            try await store!.deleteDocument(document)
+            try await store!.deleteDocument(document, epoch: epochs[document])
             model[document] = nil
         case 10, 11: try read(document)
         case 12: try replay(document)
@@ -181,6 +184,19 @@ package struct FuzzModelRunner {
         return ops
     }
 
+    /// An epoch for an append: mostly the document's own (none while unfenced), sometimes one
+    /// below it (stale), above it (a raise) or none at all (refused once fenced).
+    package mutating func epoch(_ document: DocumentID) -> UInt64? {
+        let current = epochs[document] ?? 0
+        let choice = input.pick(8)
+        switch choice {
+        case 0: return current + 1
+        case 1: return current > 1 ? current - 1 : nil
+        case 2: return nil
+        default: return current == 0 ? nil : current
+        }
+    }
+
     package mutating func expectedHead(_ document: DocumentID) -> Revision? {
         let head = model[document]?.head ?? 0
         return [nil, nil, head, head &+ 1, head &- 1][input.pick(5)]
@@ -224,6 +240,14 @@ package struct FuzzModelRunner {
         }
         var results: [AppendResult] = []
         for part in batch {
+            let fence = epochs[part.document] ?? 0
+            if let epoch = part.epoch, epoch > 0 {
+                if epoch < fence {
+                    return .failure(.staleEpoch(scope: FencingScope(document: part.document), epoch: epoch, current: fence))
+                }
+            } else if fence > 0 {
+                return .failure(.epochRequired(scope: FencingScope(document: part.document), current: fence))
+            }
             let current = model[part.document] ?? FuzzModelDocument()
             if let basedOn = part.basedOn, basedOn > current.head {
                 return .failure(.beyondHead(document: part.document, requested: basedOn, head: current.head))
@@ -254,7 +278,7 @@ package struct FuzzModelRunner {
                 got = .success([
                     try await store!.append(
                         batch[0].ops, to: batch[0].document, expectedHead: batch[0].expectedHead,
-                        basedOn: batch[0].basedOn)
+                        basedOn: batch[0].basedOn, epoch: batch[0].epoch)
                 ])
             }
         } catch { got = .failure(error) }
@@ -263,6 +287,8 @@ package struct FuzzModelRunner {
         case (.success(let want), .success(let have)):
             try fuzzCheck(want == have, "append: store \(have), model \(want)")
             for (part, result) in zip(batch, want) where !result.wasRetry { accept(part) }
+            // A successful append raises its scope's epoch, a retry's included.
+            for part in batch { if let epoch = part.epoch, epoch > epochs[part.document] ?? 0 { epochs[part.document] = epoch } }
         case (_, .failure(.retryUnverifiable(let document, let basedOn, _))):
             // Op IDs below the floor may be gone (the op-count window of dedupe records): then the
             // store cannot check, says so, and writes nothing. Retained ops are always checkable.
@@ -274,6 +300,11 @@ package struct FuzzModelRunner {
             }
         case (.failure(let want), .failure(let have)):
             try fuzzCheck(fuzzSameError(want, have), "append: store \(have), model \(want)")
+            switch have {
+            case .staleEpoch: counts["staleEpoch", default: 0] += 1
+            case .epochRequired: counts["epochRequired", default: 0] += 1
+            default: break
+            }
         case (.success(let want), .failure(.storageFull(let detail))) where smallMap && want.contains { !$0.wasRetry }:
             // Accepted only as "nothing of this append is visible".
             for part in batch {
@@ -306,7 +337,9 @@ package struct FuzzModelRunner {
 
     package mutating func append(_ document: DocumentID) async throws {
         let ops = newOps()
-        try await perform([DocumentAppend(document: document, ops: ops, expectedHead: expectedHead(document))], asBatch: input.pick(4) == 0)
+        try await perform(
+            [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead(document), epoch: epoch(document))],
+            asBatch: input.pick(4) == 0)
     }
 
     /// An accepted append again: all of it (a retry), reversed, or with a new op (refused whole).
@@ -322,7 +355,8 @@ package struct FuzzModelRunner {
         // Half the retries name the revision they were based on (or a wrong one).
         let basedOn: Revision? = [nil, chosen.base, chosen.base, chosen.base &+ 1][input.pick(4)]
         try await perform(
-            [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead(document), basedOn: basedOn)], asBatch: false)
+            [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead(document), basedOn: basedOn, epoch: epoch(document))],
+            asBatch: false)
     }
 
     package mutating func batch() async throws {
@@ -331,7 +365,7 @@ package struct FuzzModelRunner {
             let document = ReferenceModel.documents[input.pick(ReferenceModel.documents.count)]
             let batches = model[document]?.batches ?? []
             let ops = !batches.isEmpty && input.pick(4) == 0 ? batches[input.u16() % batches.count].ops : newOps()
-            parts.append(DocumentAppend(document: document, ops: ops, expectedHead: expectedHead(document)))
+            parts.append(DocumentAppend(document: document, ops: ops, expectedHead: expectedHead(document), epoch: epoch(document)))
         }
         try await perform(parts, asBatch: true)
     }
@@ -350,7 +384,7 @@ package struct FuzzModelRunner {
             ? .documentNotFound(document)
             : (revision < 1 || revision > current.head) ? .beyondHead(document: document, requested: revision, head: current.head) : nil
         do {
-            try await store!.putSnapshot(bytes, of: document, at: revision)
+            try await store!.putSnapshot(bytes, of: document, at: revision, epoch: epochs[document])
             try fuzzCheck(wanted == nil, "putSnapshot \(revision) succeeded, model \(String(describing: wanted))")
             model[document]!.snapshots[revision] = bytes
             note("snapshot \(revision) of \(bytes.count) bytes")
@@ -387,7 +421,7 @@ package struct FuzzModelRunner {
             wanted = nil
         }
         do {
-            try await store!.truncate(document, below: floor)
+            try await store!.truncate(document, below: floor, epoch: epochs[document])
             try fuzzCheck(wanted == nil, "truncate below \(floor) succeeded, model \(String(describing: wanted))")
             if floor > current.floor { model[document]!.floor = floor }
             note("truncated below \(floor)")
@@ -408,7 +442,7 @@ package struct FuzzModelRunner {
             ? .snapshotProtected(document: document, revision: revision)
             : current.snapshots[revision] == nil ? .snapshotNotFound(document: document, revision: revision) : nil
         do {
-            try await store!.deleteSnapshot(of: document, at: revision)
+            try await store!.deleteSnapshot(of: document, at: revision, epoch: epochs[document])
             try fuzzCheck(wanted == nil, "deleteSnapshot \(revision) succeeded, model \(String(describing: wanted))")
             model[document]!.snapshots[revision] = nil
             note("deleted snapshot \(revision)")

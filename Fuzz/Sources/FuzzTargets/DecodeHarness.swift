@@ -76,14 +76,16 @@ public enum FuzzDecode {
                 var kept: [StoredOpView] = []
                 let range = try? OpChunkRecord.decodeViews(bytes, keeping: keeping, into: &kept)
                 try fuzzCheck(range == first...(first + UInt64(ops.count) - 1), "partial decode reports the wrong revision range")
-                try fuzzCheck(kept.map(\.storedOp) == Array(ops.filter { keeping.contains($0.revision) }), "partial decode keeps the wrong ops")
+                try fuzzCheck(
+                    kept.map(\.storedOp) == Array(ops.filter { keeping.contains($0.revision) }), "partial decode keeps the wrong ops")
             }
             try opsAreConsistent(ops)
             try fuzzCheck((try? OpChunkRecord.decode(OpChunkRecord.encode(ops[...]))) == ops, "op chunk does not round-trip")
         case .document:
             guard let record = try? DocumentRecord.decode(bytes) else { return }
-            try fuzzCheck(record.floor >= 1 && record.floor <= record.head &+ 1,
-                          "document record \(record) breaks 1 ≤ floor ≤ head + 1")
+            try fuzzCheck(
+                record.floor >= 1 && record.floor <= record.head &+ 1,
+                "document record \(record) breaks 1 ≤ floor ≤ head + 1")
             try fuzzCheck(record.encode() == bytes, "document record does not re-encode to its bytes")
         case .snapshot:
             guard let snapshot = try? SnapshotRecord.decode(bytes) else { return }
@@ -103,6 +105,9 @@ public enum FuzzDecode {
         case .appliedSequence:
             guard let sequence = try? AppliedSequenceRecord.decode(bytes) else { return }
             try fuzzCheck(AppliedSequenceRecord.encode(sequence) == bytes, "applied sequence does not re-encode to its bytes")
+        case .fencingEpoch:
+            guard let epoch = try? FencingEpochRecord.decode(bytes) else { return }
+            try fuzzCheck(epoch >= 1 && FencingEpochRecord.encode(epoch) == bytes, "fencing epoch record does not re-encode to its bytes")
         }
     }
 

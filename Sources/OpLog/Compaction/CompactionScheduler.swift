@@ -25,6 +25,8 @@ public final class CompactionScheduler: Service, Sendable {
     /// What it snapshots, truncates and keeps.
     public let policy: CompactionPolicy
     let reducerFor: @Sendable (DocumentID) -> AnyReducer?
+    /// The fencing epoch the scheduler's mutations of a document carry.
+    let epochFor: @Sendable (DocumentID) -> UInt64?
     let book = Mutex(CompactionBook())
     private let lifecycle = Mutex(Lifecycle())
     private let wakeUp = WakeUpSignal()
@@ -47,22 +49,30 @@ public final class CompactionScheduler: Service, Sendable {
     ///   - store: the store to compact; opened for writing.
     ///   - policy: when to snapshot and what to keep.
     ///   - reducerFor: the reducer for a document, or nil to leave it alone.
+    ///   - epochFor: the owner's fencing epoch for a document (see `FencingScope`), carried by the
+    ///     scheduler's snapshot writes, truncations and deletions; nil for none. A step refused as
+    ///     stale is counted as a failure and tried again later.
     public init(
-        store: OpLogStore, policy: CompactionPolicy = CompactionPolicy(), reducerFor: @escaping @Sendable (DocumentID) -> AnyReducer?
+        store: OpLogStore, policy: CompactionPolicy = CompactionPolicy(), reducerFor: @escaping @Sendable (DocumentID) -> AnyReducer?,
+        epochFor: @escaping @Sendable (DocumentID) -> UInt64? = { _ in nil }
     ) throws(OpLogError) {
         try policy.validate()
         guard !store.options.readOnly else { throw .readOnly }
         self.store = store
         self.policy = policy
         self.reducerFor = reducerFor
+        self.epochFor = epochFor
         self.logger = store.options.logger
         self.metrics = CompactionMetrics(label: "oplog.compaction")
     }
 
     /// One reducer for every document.
-    public convenience init<R: Reducer>(store: OpLogStore, policy: CompactionPolicy = CompactionPolicy(), reducer: R) throws(OpLogError) {
+    public convenience init<R: Reducer>(
+        store: OpLogStore, policy: CompactionPolicy = CompactionPolicy(), reducer: R,
+        epochFor: @escaping @Sendable (DocumentID) -> UInt64? = { _ in nil }
+    ) throws(OpLogError) {
         let erased = AnyReducer(reducer)
-        try self.init(store: store, policy: policy, reducerFor: { _ in erased })
+        try self.init(store: store, policy: policy, reducerFor: { _ in erased }, epochFor: epochFor)
     }
 
     // MARK: - Lifecycle

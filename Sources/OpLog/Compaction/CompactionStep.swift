@@ -25,7 +25,7 @@ extension CompactionScheduler {
         if trigger && before.head > newest {
             let (bytes, revision) = try reducer.makeSnapshot(store, document)
             if revision > newest {
-                try await store.putSnapshot(bytes, of: document, at: revision)
+                try await store.putSnapshot(bytes, of: document, at: revision, epoch: epochFor(document))
                 metrics.snapshots.increment()
                 book.withLock { book in
                     book.statistics.snapshotsWritten += 1
@@ -58,7 +58,7 @@ extension CompactionScheduler {
                 }
                 continue
             }
-            try await store.truncate(document, below: candidate + 1)
+            try await store.truncate(document, below: candidate + 1, epoch: epochFor(document))
             let truncated = candidate + 1 - floor
             floor = candidate + 1
             metrics.opsTruncated.increment(by: Int64(truncated))
@@ -74,7 +74,7 @@ extension CompactionScheduler {
                 revision + 1 == floor || revision == nextCover || (policy.milestoneEveryRevisions.map { revision % $0 == 0 } ?? false)
             })
         for revision in snapshots where !kept.contains(revision) && revision + 1 != floor {
-            try await store.deleteSnapshot(of: document, at: revision)
+            try await store.deleteSnapshot(of: document, at: revision, epoch: epochFor(document))
             book.withLock { $0.statistics.snapshotsDeleted += 1 }
         }
         if let after = try store.info(of: document) {

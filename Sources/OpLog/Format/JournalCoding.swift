@@ -6,11 +6,14 @@ package enum JournalEntry: Equatable, Sendable {
     case ops(document: DocumentID, ops: [StoredOp])
     /// The document's floor moved up to `floor` (ops below it are truncated).
     case truncate(document: DocumentID, floor: Revision)
+    /// The fencing scope's epoch rose to `epoch` (format version 3).
+    case epoch(scope: FencingScope, epoch: UInt64)
 
-    /// The document the entry changes.
-    package var document: DocumentID {
+    /// The document the entry changes (none for an epoch).
+    package var document: DocumentID? {
         switch self {
         case .ops(let document, _), .truncate(let document, _): return document
+        case .epoch: return nil
         }
     }
 
@@ -55,6 +58,8 @@ package enum JournalCoding {
     package static let frameHeaderSize = 24
     package static let entryOps: UInt8 = 1
     package static let entryTruncate: UInt8 = 2
+    /// Since format version 3: a fencing scope's epoch rose.
+    package static let entryEpoch: UInt8 = 3
 
     package static func encodeFileHeader(baseSequence: UInt64, slot: UInt32, version: UInt32 = version) -> [UInt8] {
         assert(version == legacyVersion ? slot == 0 : slot < 2, "journal slot \(slot) in a version \(version) header")
@@ -111,6 +116,10 @@ package enum JournalCoding {
                 writer.u8(entryTruncate)
                 writer.lengthPrefixed(document.utf8)
                 writer.varint(floor)
+            case .epoch(let scope, let epoch):
+                writer.u8(entryEpoch)
+                writer.lengthPrefixed(Array(scope.name.utf8))
+                writer.varint(epoch)
             }
         }
         return writer.bytes
@@ -122,6 +131,16 @@ package enum JournalCoding {
         var entries: [JournalEntry] = []
         for _ in 0..<count {
             let kind = try reader.u8()
+            if kind == entryEpoch {
+                let scopeBytes = try reader.lengthPrefixed(maximum: Limits.fencingScopeBytesMax, what: "fencing scope length")
+                guard let scope = FencingScope(keyBytes: scopeBytes[...]) else {
+                    throw DecodeError("journal entry has an invalid fencing scope")
+                }
+                let epoch = try reader.varint()
+                guard epoch >= 1 else { throw DecodeError("journal epoch entry with epoch 0") }
+                entries.append(.epoch(scope: scope, epoch: epoch))
+                continue
+            }
             let idBytes = try reader.lengthPrefixed(maximum: Limits.documentIDBytesMax, what: "document ID length")
             guard let document = DocumentID(keyBytes: idBytes[...]) else { throw DecodeError("journal entry has an invalid document ID") }
             switch kind {

@@ -8,6 +8,8 @@ package enum RecordKind: UInt8, Sendable, CaseIterable {
     case opChunk = 4
     case snapshot = 5
     case dedupe = 6
+    /// A fencing scope's epoch (format version 3).
+    case fencingEpoch = 7
 }
 
 /// How a frame's body is stored.

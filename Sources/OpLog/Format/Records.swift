@@ -3,8 +3,9 @@
 
 /// The current on-disk format version, recorded in the `meta` database under `format`.
 /// Version 2: the journal is two recycled slot files (FORMAT.md, "Journal"); LMDB's records are
-/// as in version 1. A writable open upgrades a version 1 store.
-package let formatVersion: UInt32 = 2
+/// as in version 1. Version 3 adds fencing epochs: the `epochs` database and journal entry kind 3.
+/// A writable open upgrades a version 1 or 2 store; a read-only open reads them as they are.
+package let formatVersion: UInt32 = 3
 
 /// A run of ops with consecutive revisions, encoded back to back. Shared by op chunks (LMDB) and
 /// journal entries. Server times are delta-encoded (they never decrease within a document) and client
@@ -332,6 +333,28 @@ package struct FormatRecord: Equatable {
 /// `meta` database, key `applied`: the highest journal sequence number whose effects LMDB holds.
 ///
 ///     u64 sequence
+/// `epochs` database value (format version 3), under the scope's UTF-8 name: the scope's fencing
+/// epoch, which only ever rises.
+///
+///     u64 epoch (≥ 1)
+package enum FencingEpochRecord {
+    package static let encodedBytes = 8
+
+    package static func encode(_ epoch: UInt64) -> [UInt8] {
+        var writer = ByteWriter(capacity: encodedBytes)
+        writer.u64(epoch)
+        return writer.bytes
+    }
+
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> UInt64 {
+        var reader = ByteReader(body)
+        let epoch = try reader.u64()
+        try reader.expectEnd("fencing epoch record")
+        guard epoch >= 1 else { throw DecodeError("fencing epoch 0 is stored (epochs start at 1)") }
+        return epoch
+    }
+}
+
 package enum AppliedSequenceRecord {
     package static func encode(_ sequence: UInt64) -> [UInt8] {
         var writer = ByteWriter(capacity: 8)

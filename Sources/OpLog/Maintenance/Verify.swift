@@ -30,6 +30,8 @@ public struct VerificationReport: Sendable {
     public var snapshotsChecked = 0
     /// Dedupe records checked.
     public var dedupeRecordsChecked = 0
+    /// Fencing epoch records checked.
+    public var epochRecordsChecked = 0
     /// Conditions that are not damage but deserve attention (files readable by other users).
     public var warnings: [String] = []
     /// No problem found.
@@ -107,6 +109,24 @@ extension Maintenance {
                 }
             }
             try verifyDedupeCoverage(dedupeCoverage, records: records, report: &report)
+            if let epochs = tables.epochs {
+                try scan(epochs, progress: progress) { entry in
+                    report.epochRecordsChecked += 1
+                    let location = CorruptionLocation(area: "epochs")
+                    guard let scope = FencingScope(keyBytes: entry.key[...]) else {
+                        report.problems.append(VerificationProblem(location: location, detail: "key is not a fencing scope name"))
+                        return
+                    }
+                    do {
+                        let body = try StoreTables.decodeFrame(entry.value, key: entry.key, kind: .fencingEpoch, location: location)
+                        _ = try FencingEpochRecord.decode(body)
+                    } catch let error as OpLogError {
+                        report.problems.append(problem(error, fallback: location))
+                    } catch {
+                        report.problems.append(VerificationProblem(location: location, detail: "scope '\(scope)': \(error)"))
+                    }
+                }
+            }
             _ = try tables.environment.read { (txn: borrowing ReadTransaction) in
                 (try tables.readFormat(txn), try tables.readAppliedSequence(txn))
             }
@@ -152,7 +172,7 @@ extension Maintenance {
                         location: CorruptionLocation(area: "dedupe", document: document),
                         detail:
                             "dedupe records hold revisions \(coverage[document].map { "\($0)" } ?? "none") where the document "
-                                + "record requires \(expected.map { "\($0)" } ?? "none")"
+                            + "record requires \(expected.map { "\($0)" } ?? "none")"
                     ))
             }
         }

@@ -13,10 +13,13 @@ package struct StoreTables: Sendable {
     package let snapshots: Database
     /// `dedupe`: (document, first revision) → op IDs of truncated ops still in the dedupe window.
     package let dedupe: Database
+    /// `epochs` (format version 3): fencing scope → its epoch. Nil in a read-only open of an older
+    /// store, which has no epochs.
+    package let epochs: Database?
 
     package static let formatKey = Array("format".utf8)
     package static let appliedKey = Array("applied".utf8)
-    package static let names = ["meta", "documents", "ops", "snapshots", "dedupe"]
+    package static let names = ["meta", "documents", "ops", "snapshots", "dedupe", "epochs"]
 
     package static func open(directory: String, options: StoreOptions, mapSizeBytes: Int) throws(OpLogError) -> StoreTables {
         var configuration = EnvironmentConfiguration(mapSizeBytes: mapSizeBytes)
@@ -35,7 +38,8 @@ package struct StoreTables: Sendable {
                 documents: try environment.openDatabase(named: "documents", create: create),
                 ops: try environment.openDatabase(named: "ops", create: create),
                 snapshots: try environment.openDatabase(named: "snapshots", create: create),
-                dedupe: try environment.openDatabase(named: "dedupe", create: create))
+                dedupe: try environment.openDatabase(named: "dedupe", create: create),
+                epochs: try openEpochs(environment, create: create))
         } catch let error as StorageError where error.isMissingDatabase {
             environment.close()
             // Next to a journal, data.mdb was an OpLog store's: its main database is damaged.
@@ -49,6 +53,38 @@ package struct StoreTables: Sendable {
             environment.close()
             throw openFailure(error, directory: directory)
         }
+    }
+
+    /// The `epochs` database; nil when a read-only open finds a store from before format version 3.
+    private static func openEpochs(_ environment: Environment, create: Bool) throws -> Database? {
+        do { return try environment.openDatabase(named: "epochs", create: create) } catch let error as StorageError
+            where error.isMissingDatabase && !create
+        {
+            return nil
+        }
+    }
+
+    /// The epoch stored for `scope`, 0 if none.
+    package func readEpoch(_ txn: borrowing some ReadableTransaction & ~Copyable, _ scope: FencingScope) throws -> UInt64 {
+        guard let epochs else { return 0 }
+        let key = Array(scope.name.utf8)
+        guard let value = try txn.get(epochs, key: key) else { return 0 }
+        let location = CorruptionLocation(area: "epochs")
+        let body = try Self.decodeFrame(value, key: key, kind: .fencingEpoch, location: location)
+        do { return try FencingEpochRecord.decode(body) } catch {
+            throw OpLogError.corruption(location, detail: "scope '\(scope)': \(error.description)")
+        }
+    }
+
+    /// Raises the stored epoch of `scope` to `epoch` (never lowers it).
+    package func raiseEpoch(_ txn: borrowing WriteTransaction, _ scope: FencingScope, to epoch: UInt64) throws {
+        guard let epochs else { preconditionFailure("a writable store has the epochs database") }
+        guard epoch > (try readEpoch(txn, scope)) else { return }
+        let key = Array(scope.name.utf8)
+        let body = FencingEpochRecord.encode(epoch)
+        try txn.put(
+            epochs, key: key,
+            value: RecordFrame.encode(kind: .fencingEpoch, codec: .raw, key: key, stored: body, rawLength: body.count))
     }
 
     /// What a failure to open LMDB means for a store directory.

@@ -6,6 +6,9 @@ public enum Limits {
     /// Document ID length in UTF-8 bytes. Keeps every LMDB key (ID + 0x00 + 8-byte revision) under
     /// LMDB's 511-byte key limit with room to spare.
     public static let documentIDBytesMax = 256
+    /// Fencing scope name length in UTF-8 bytes (the scope is the key of its epoch record); at
+    /// least `documentIDBytesMax`, since a document is its own scope by default.
+    public static let fencingScopeBytesMax = 256
     /// Author ID length in bytes.
     public static let authorBytesMax = 64
     /// One op's payload in bytes (1 MiB). Larger state belongs in snapshots.
@@ -57,6 +60,9 @@ public enum Limits {
     /// ending inside a chunk decodes that chunk again for the next one, so a batch spans several
     /// chunks (about 500 of the traces' ops each).
     public static let replayBatchOps = 4_096
+    /// Applied fencing epochs the writer keeps in memory; past this the cache is dropped and
+    /// epochs are read from LMDB again (journaled ones are always in memory).
+    static let fencingEpochsCachedMax = 65_536
     /// Ops a subscription reads from the store per catch-up step.
     static let subscriptionCatchUpOps = 256
     /// Entries read per read transaction while scanning (`verify`, `spaceUsage`), so a long scan
@@ -127,6 +133,8 @@ public enum Limits {
             && snapshotBytesMax < recordBodyBytesMax
             && chunkRawBytesTarget + payloadBytesMax + authorBytesMax + 64 < recordBodyBytesMax
             && documentIDBytesMax + 9 <= 511  // LMDB's default maximum key size
+            && fencingScopeBytesMax >= documentIDBytesMax && fencingScopeBytesMax <= 511
+            && fencingEpochsCachedMax >= 1
             && dedupeEntriesPerRecord * 17 + 32 < 2_000  // inside a leaf page of 4 KiB
             && replayBatchOps <= readOpsMax && subscriptionCatchUpOps <= readOpsMax
             && journalRecordBytesMax < journalFileBytesMax
@@ -141,6 +149,8 @@ public enum LimitName: String, Sendable, Equatable {
     /// `Limits.documentIDBytesMax`, `authorBytesMax`, `payloadBytesMax`, `opsPerAppendMax`, `opsPerBatchMax`,
     /// `documentsPerBatchMax`, `batchPayloadBytesMax`.
     case documentIDBytes, authorBytes, payloadBytes, opsPerAppend, opsPerBatch, documentsPerBatch, batchPayloadBytes
+    /// `Limits.fencingScopeBytesMax`.
+    case fencingScopeBytes
     /// `Limits.snapshotBytesMax`, `readOpsMax`, `listDocumentsMax`.
     case snapshotBytes, readOps, listDocuments
 }

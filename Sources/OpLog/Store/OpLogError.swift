@@ -39,6 +39,10 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     case retryUnverifiable(document: DocumentID, basedOn: Revision, checkableFrom: Revision)
     /// The same op ID appears twice in one append, or a document twice in one batch.
     case duplicateInBatch(document: DocumentID, detail: String)
+    /// The mutation's fencing epoch is below its scope's: another owner took over. Nothing was written.
+    case staleEpoch(scope: FencingScope, epoch: UInt64, current: UInt64)
+    /// The mutation carries no fencing epoch, but its scope has one. Nothing was written.
+    case epochRequired(scope: FencingScope, current: UInt64)
     /// Reading below the truncation floor. `latestSnapshot` is the newest snapshot at or below the
     /// floor's predecessor, from which a client can be sent snapshot + ops from `floor`.
     case belowFloor(document: DocumentID, requested: Revision, floor: Revision, latestSnapshot: Revision?)
@@ -95,9 +99,13 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
         case .retryUnverifiable(let document, let basedOn, let checkableFrom):
             return
                 "append to '\(document)' based on revision \(basedOn) cannot be checked for retries: op IDs are kept from "
-                    + "revision \(checkableFrom + 1) on; nothing written"
+                + "revision \(checkableFrom + 1) on; nothing written"
         case .duplicateInBatch(let document, let detail):
             return "duplicate in batch for document '\(document)': \(detail)"
+        case .staleEpoch(let scope, let epoch, let current):
+            return "epoch \(epoch) is stale for fencing scope '\(scope)', which is at epoch \(current); nothing written"
+        case .epochRequired(let scope, let current):
+            return "fencing scope '\(scope)' is at epoch \(current) and the mutation carries none; nothing written"
         case .belowFloor(let document, let requested, let floor, let snapshot):
             let hint = snapshot.map { "latest snapshot at revision \($0)" } ?? "no snapshot"
             return "revision \(requested) of '\(document)' is below the floor \(floor) (\(hint))"

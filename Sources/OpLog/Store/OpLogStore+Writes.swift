@@ -13,9 +13,10 @@ extension OpLogStore {
     ///   `invalidArgument`; `storageFull`; `reopenRequired` after an I/O failure; `readOnly`; `closed`.
     public func append(
         _ ops: [NewOp], to document: DocumentID, expectedHead: Revision? = nil,
-        basedOn: Revision? = nil
+        basedOn: Revision? = nil, epoch: UInt64? = nil
     ) async throws(OpLogError) -> AppendResult {
-        let results = try await append(batch: [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead, basedOn: basedOn)])
+        let results = try await append(
+            batch: [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead, basedOn: basedOn, epoch: epoch)])
         return results[0]
     }
 
@@ -57,24 +58,48 @@ extension OpLogStore {
     /// thread (see `appendBlocking(batch:)`; never from a task or an actor).
     /// - Throws: as `append(_:to:expectedHead:basedOn:)`.
     public func appendBlocking(
-        _ ops: [NewOp], to document: DocumentID, expectedHead: Revision? = nil, basedOn: Revision? = nil
+        _ ops: [NewOp], to document: DocumentID, expectedHead: Revision? = nil, basedOn: Revision? = nil, epoch: UInt64? = nil
     ) throws(OpLogError) -> AppendResult {
-        try appendBlocking(batch: [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead, basedOn: basedOn)])[0]
+        try appendBlocking(
+            batch: [DocumentAppend(document: document, ops: ops, expectedHead: expectedHead, basedOn: basedOn, epoch: epoch)])[0]
     }
 
     /// Removes the ops of `document` below `floor`. Requires a snapshot at exactly `floor - 1`, so
     /// every retained revision stays replayable. A floor at or below the current one is a no-op.
     /// - Throws: `documentNotFound`; `beyondHead` for a floor above head + 1; `snapshotRequired`;
+    ///   `storageFull`; `reopenRequired`; `readOnly`; `closed`; `staleEpoch`, `epochRequired` (see `epoch`).
+    /// - Parameter epoch: the owner's fencing epoch, as for appends (`DocumentAppend.epoch`); a
+    ///   truncation that moves the floor raises the scope's epoch to it.
+    public func truncate(_ document: DocumentID, below floor: Revision, epoch: UInt64? = nil) async throws(OpLogError) {
+        try await requireWriter().submit { .truncate(document: document, floor: floor, epoch: epoch, continuation: $0) }
+    }
+
+    /// Raises the fencing epoch of `scope` to `epoch`, durably: from its acknowledgement on, every
+    /// mutation of a document in the scope carrying a lower epoch, or none, is refused
+    /// (`staleEpoch`, `epochRequired`). An owner calls it when it takes the scope over, before
+    /// anything else; documents never written before are fenced as well. Raising to the current
+    /// epoch does nothing.
+    /// - Throws: `staleEpoch` when `epoch` is below the scope's; `invalidArgument` for 0;
     ///   `storageFull`; `reopenRequired`; `readOnly`; `closed`.
-    public func truncate(_ document: DocumentID, below floor: Revision) async throws(OpLogError) {
-        try await requireWriter().submit { .truncate(document: document, floor: floor, continuation: $0) }
+    public func raiseEpoch(_ epoch: UInt64, for scope: FencingScope) async throws(OpLogError) {
+        guard epoch >= 1 else { throw .invalidArgument("epochs start at 1") }
+        try await requireWriter().submit { .raiseEpoch(scope: scope, epoch: epoch, continuation: $0) }
+    }
+
+    /// The fencing epoch of `scope` as this store's writer holds it: 0 if it has none.
+    /// - Throws: `corruption`; `readOnly`; `closed`.
+    public func epoch(of scope: FencingScope) async throws(OpLogError) -> UInt64 {
+        try await requireWriter().submit { .readEpoch(scope: scope, continuation: $0) }
     }
 
     /// Stores `bytes` as the state of `document` at `revision` (1 ... head). Replaces a snapshot at
     /// the same revision. The bytes are compressed in the caller's task, not on the writer thread.
     /// - Throws: `documentNotFound`; `beyondHead`; `limitExceeded` (`snapshotBytes`); `storageFull`;
     ///   `reopenRequired`; `readOnly`; `closed`.
-    public func putSnapshot(_ bytes: [UInt8], of document: DocumentID, at revision: Revision) async throws(OpLogError) {
+    /// - Parameter epoch: the owner's fencing epoch: refused below the scope's, or missing in a
+    ///   fenced scope (`staleEpoch`, `epochRequired`); it does not raise the scope's epoch.
+    public func putSnapshot(_ bytes: [UInt8], of document: DocumentID, at revision: Revision, epoch: UInt64? = nil) async throws(OpLogError)
+    {
         guard bytes.count <= Limits.snapshotBytesMax else {
             throw .limitExceeded(.snapshotBytes, value: bytes.count, maximum: Limits.snapshotBytesMax)
         }
@@ -82,21 +107,23 @@ extension OpLogStore {
         let frame = try Writer.snapshotFrame(
             bytes, of: document, at: revision, createdAt: options.clock.now,
             compressionLevel: options.compressionLevel)
-        try await writer.submit { .putSnapshot(document: document, revision: revision, frame: frame, continuation: $0) }
+        try await writer.submit { .putSnapshot(document: document, revision: revision, frame: frame, epoch: epoch, continuation: $0) }
     }
 
     /// Deletes the snapshot at `revision`. Refused (`snapshotProtected`) for the one at `floor - 1`.
     /// - Throws: `snapshotProtected`; `snapshotNotFound`; `reopenRequired`; `readOnly`; `closed`.
-    public func deleteSnapshot(of document: DocumentID, at revision: Revision) async throws(OpLogError) {
-        try await requireWriter().submit { .deleteSnapshot(document: document, revision: revision, continuation: $0) }
+    /// - Parameter epoch: as for `putSnapshot`.
+    public func deleteSnapshot(of document: DocumentID, at revision: Revision, epoch: UInt64? = nil) async throws(OpLogError) {
+        try await requireWriter().submit { .deleteSnapshot(document: document, revision: revision, epoch: epoch, continuation: $0) }
     }
 
     /// Deletes a document entirely: ops, snapshots, remembered op IDs. Its ID may be used again and
     /// starts over at revision 1. Deleting an unknown document does nothing.
     /// - Throws: `storageFull` (rarely: a reserve is kept for deletions); `reopenRequired`;
     ///   `readOnly`; `closed`.
-    public func deleteDocument(_ document: DocumentID) async throws(OpLogError) {
-        try await requireWriter().submit { .deleteDocument(document: document, continuation: $0) }
+    /// - Parameter epoch: as for `putSnapshot`. The scope's epoch outlives the document.
+    public func deleteDocument(_ document: DocumentID, epoch: UInt64? = nil) async throws(OpLogError) {
+        try await requireWriter().submit { .deleteDocument(document: document, epoch: epoch, continuation: $0) }
     }
 
     /// Moves everything journaled into LMDB now (it happens by itself every `journalApplyBytes`).

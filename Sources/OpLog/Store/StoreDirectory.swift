@@ -59,7 +59,8 @@ enum StoreDirectory {
             // OpLog's named databases exist (StoreTables.open checked), so data in any of them
             // means the format record's key or value was damaged, not that this is no store.
             let holdsData = try tables.read { txn in
-                try [tables.meta, tables.documents, tables.ops, tables.snapshots, tables.dedupe].contains { try txn.entryCount($0) > 0 }
+                try [tables.meta, tables.documents, tables.ops, tables.snapshots, tables.dedupe, tables.epochs].compactMap { $0 }
+                    .contains { try txn.entryCount($0) > 0 }
             }
             if holdsData {
                 throw .corruption(

@@ -51,6 +51,10 @@ public struct StoreOptions: Sendable {
     /// One budget for several stores of this process (each store opened with the same instance);
     /// nil gives the store a budget of its own of `memoryBudgetBytes`.
     public var sharedMemoryBudget: MemoryBudget?
+    /// The fencing scope of each document (see `FencingScope`): by default the document itself.
+    /// Give a shard or tenant function to fence a group of documents with one `raiseEpoch`. It must
+    /// be a pure function and the same for every open of the store: epochs are stored per scope.
+    public var fencingScope: @Sendable (DocumentID) -> FencingScope = { FencingScope(document: $0) }
     /// Most ops coalesced into one group commit (a caller's ops are never split), 1 ... 100,000.
     public var groupCommitMaxOps: Int = 8192
     /// Most payload bytes coalesced into one group commit.

@@ -179,14 +179,53 @@ public struct DocumentAppend: Sendable {
     /// `OpLogError.retryUnverifiable` if the store no longer holds the op IDs that far back.
     /// Without it, retries are recognised within the dedupe window (`StoreOptions`).
     public var basedOn: Revision?
+    /// The appending owner's fencing epoch for the document's scope (`StoreOptions.fencingScope`).
+    /// Below the scope's epoch the append fails with `OpLogError.staleEpoch`; above it, the scope's
+    /// epoch rises to it with the append (durably, in the same group commit). Once a scope has an
+    /// epoch, an append without one fails with `OpLogError.epochRequired`.
+    public var epoch: UInt64?
 
-    /// Ops for one document, with an optional expected head and base revision.
-    public init(document: DocumentID, ops: [NewOp], expectedHead: Revision? = nil, basedOn: Revision? = nil) {
+    /// Ops for one document, with an optional expected head, base revision and fencing epoch.
+    public init(document: DocumentID, ops: [NewOp], expectedHead: Revision? = nil, basedOn: Revision? = nil, epoch: UInt64? = nil) {
         self.document = document
         self.ops = ops
         self.expectedHead = expectedHead
         self.basedOn = basedOn
+        self.epoch = epoch
     }
+}
+
+/// The unit a fencing epoch guards: one document by default, or a group of documents named by
+/// `StoreOptions.fencingScope` (a shard, a tenant). An owner raises the scope's epoch when it takes
+/// ownership; the store then refuses every mutation carrying a lower one, so an owner that lost its
+/// lease while paused cannot write after waking (FORMAT.md, "Fencing epochs").
+public struct FencingScope: Hashable, Sendable, CustomStringConvertible {
+    /// The scope's name: 1 ... `Limits.fencingScopeBytesMax` UTF-8 bytes.
+    public let name: String
+
+    /// - Throws: `invalidArgument` for an empty name; `limitExceeded(.fencingScopeBytes)` beyond the limit.
+    public init(_ name: String) throws(OpLogError) {
+        guard !name.isEmpty else { throw .invalidArgument("a fencing scope needs a name") }
+        guard name.utf8.count <= Limits.fencingScopeBytesMax else {
+            throw .limitExceeded(.fencingScopeBytes, value: name.utf8.count, maximum: Limits.fencingScopeBytesMax)
+        }
+        self.name = name
+    }
+
+    /// The default scope of `document`: the document alone.
+    public init(document: DocumentID) {
+        // Document IDs are 1 ... documentIDBytesMax bytes, within the scope limit.
+        self.name = document.value
+    }
+
+    package init?(keyBytes: ArraySlice<UInt8>) {
+        guard !keyBytes.isEmpty, keyBytes.count <= Limits.fencingScopeBytesMax,
+            let name = String(validating: keyBytes, as: UTF8.self)
+        else { return nil }
+        self.name = name
+    }
+
+    public var description: String { name }
 }
 
 /// What an append did for one document.

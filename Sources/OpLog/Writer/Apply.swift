@@ -80,7 +80,7 @@ extension Writer {
         }
         dirtyDocuments.removeAll(keepingCapacity: true)
         activeSlotHeldBytes = 0
-        return ApplyJob(lastSequence: lastSequence, views: views, journalBytes: journalBytes)
+        return ApplyJob(lastSequence: lastSequence, views: views, journalBytes: journalBytes, epochs: epochs.seal())
     }
 
     /// Writes a job's changes in one LMDB transaction. Runs on the applier's thread (or, from
@@ -97,6 +97,7 @@ extension Writer {
                 for (document, view) in job.views {
                     written[document] = try applyDocument(txn, document, view: view, window: window, deflater: deflater)
                 }
+                for (scope, epoch) in job.epochs { try tables.raiseEpoch(txn, scope, to: epoch) }
                 let appliedBody = AppliedSequenceRecord.encode(job.lastSequence)
                 try txn.put(
                     tables.meta, key: StoreTables.appliedKey,
@@ -121,6 +122,7 @@ extension Writer {
         guard case .success(let written) = result else { return result.map { _ in () } }
         reader.rebase(after: job, written: written, stillJournaled: dirtyDocuments)
         journal?.markApplied(through: job.lastSequence)
+        epochs.sealedWereApplied()
         journalBytes -= job.journalBytes
         assert(journalBytes >= 0, "unapplied journal bytes went negative")
         sealedJob = nil

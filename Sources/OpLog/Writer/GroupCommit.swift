@@ -25,6 +25,7 @@ extension Writer {
             return
         }
         var scratch: [DocumentID: ScratchDocument] = [:]
+        var groupEpochs: [FencingScope: UInt64] = [:]
         var entries: [JournalEntry] = []
         var outcomes: [Result<[AppendResult], OpLogError>] = []
         var journaled: [Bool] = []
@@ -34,11 +35,14 @@ extension Writer {
             do {
                 switch request {
                 case .append(let batch, _):
-                    outcomes.append(.success(try stageAppend(batch, scratch: &scratch, entries: &entries, now: now)))
-                case .truncate(let document, let floor, _):
-                    try stageTruncate(document, floor: floor, scratch: &scratch, entries: &entries)
+                    outcomes.append(.success(try stageAppend(batch, scratch: &scratch, epochs: &groupEpochs, entries: &entries, now: now)))
+                case .truncate(let document, let floor, let epoch, _):
+                    try stageTruncate(document, floor: floor, epoch: epoch, scratch: &scratch, epochs: &groupEpochs, entries: &entries)
                     outcomes.append(.success([]))
-                case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .close, .trimMemory:
+                case .raiseEpoch(let scope, let epoch, _):
+                    try stageEpochRaise(scope, to: epoch, epochs: &groupEpochs, entries: &entries)
+                    outcomes.append(.success([]))
+                case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .close, .trimMemory, .readEpoch:
                     preconditionFailure("commitGroup given a request that is not journaled")
                 }
             } catch {
@@ -56,6 +60,7 @@ extension Writer {
                 return
             }
             publish(scratch, entries: entries)
+            epochs.journaled.merge(groupEpochs, uniquingKeysWith: max)
         }
         resume(group, outcomes)
         metrics.commitLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
@@ -68,7 +73,8 @@ extension Writer {
         for (request, outcome) in zip(group, outcomes) {
             switch (request, outcome) {
             case (.append(_, let continuation), .success(let results)): continuation.resume(returning: results)
-            case (.truncate(_, _, let continuation), .success): continuation.resume()
+            case (.truncate(_, _, _, let continuation), .success), (.raiseEpoch(_, _, let continuation), .success):
+                continuation.resume()
             case (_, .failure(let error)): request.fail(error)
             default: preconditionFailure("a successful outcome for a request that is not journaled")
             }
@@ -131,8 +137,9 @@ extension Writer {
                 switch entry {
                 case .ops(let document, let ops): return .appended(document: document, ops: ops)
                 case .truncate(let document, let floor): return .truncated(document: document, floor: floor)
+                case .epoch: return nil
                 }
-            })
+            }.compactMap { $0 })
         let window = context.window
         for (document, staged) in changed {
             // The views hold the document until the slot is applied: its overhead counts towards

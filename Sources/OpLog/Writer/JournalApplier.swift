@@ -10,6 +10,8 @@ struct ApplyJob: Sendable {
     let views: [(DocumentID, DocumentView)]
     /// The record bytes the job takes out of the unapplied journal (for the space estimate).
     let journalBytes: Int
+    /// Fencing epochs the sealed records raised.
+    var epochs: [FencingScope: UInt64] = [:]
 }
 
 /// What an apply wrote per document: the new document record (for the views' rebase).

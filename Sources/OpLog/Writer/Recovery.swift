@@ -52,6 +52,8 @@ enum JournalRecovery {
         var views: [DocumentID: DocumentView] = [:]
         /// Approximate bytes of the replayed ops, for the storage-full estimate.
         var bytes = 0
+        /// Fencing epochs the records raised.
+        var epochs: [FencingScope: UInt64] = [:]
     }
 
     /// Replays journal records into views, checking that revisions continue LMDB's.
@@ -59,7 +61,10 @@ enum JournalRecovery {
         var result = Replayed()
         for record in records {
             for entry in record.entries {
-                let document = entry.document
+                guard let document = entry.document else {
+                    if case .epoch(let scope, let epoch) = entry { result.epochs[scope] = max(result.epochs[scope] ?? 0, epoch) }
+                    continue
+                }
                 var view =
                     try result.views[document] ?? tables.readDocumentRecord(txn, document).map(DocumentView.init)
                     ?? DocumentView(record: .empty)
@@ -87,6 +92,8 @@ enum JournalRecovery {
                     }
                     view.floor = max(view.floor, floor)
                     view.pendingBytes = DocumentView.retainedBytes(of: view.pending, floor: view.floor)
+                case .epoch:
+                    preconditionFailure("an epoch entry names no document")
                 }
                 result.views[document] = view
             }
@@ -129,8 +136,11 @@ extension Writer {
         try measureSpace()
         var appliedNow = applied
         if let last = contents.records.last, last.sequence > applied {
-            let job = ApplyJob(lastSequence: last.sequence, views: reader.views(of: dirtyDocuments.sorted()), journalBytes: journalBytes)
+            let job = ApplyJob(
+                lastSequence: last.sequence, views: reader.views(of: dirtyDocuments.sorted()), journalBytes: journalBytes,
+                epochs: views.epochs)
             assert(job.views.count == dirtyDocuments.count, "a replayed document has no view")
+            epochs.sealed = views.epochs
             sealedJob = job
             dirtyDocuments.removeAll()
             try finishApplyAtOpen(job, commitApply(job, deflater: deflater(level: options.compressionLevel)))
@@ -143,5 +153,24 @@ extension Writer {
         do { journal = try Journal.openForAppend(directory: context.directory, contents: contents, applied: appliedNow) } catch {
             throw OpLogError(error)
         }
+        try upgradeFormatRecord()
+    }
+
+    /// A version 2 store becomes version 3 by its format record alone: the open created the
+    /// `epochs` database, and version 2's journal and records are version 3's (FORMAT.md,
+    /// "Compatibility").
+    private func upgradeFormatRecord() throws(OpLogError) {
+        let upgraded = try writeGrowing { txn in
+            guard var format = try tables.readFormat(txn) else {
+                throw OpLogError.corruption(CorruptionLocation(area: "meta"), detail: "the format record vanished during the open")
+            }
+            guard format.version < formatVersion else { return false }
+            format.version = formatVersion
+            try txn.put(
+                tables.meta, key: StoreTables.formatKey,
+                value: RecordFrame.encode(kind: .format, codec: .raw, key: StoreTables.formatKey, stored: format.encode(), rawLength: 20))
+            return true
+        }
+        if upgraded { options.logger.notice("upgraded the store to format version \(formatVersion)") }
     }
 }

@@ -17,10 +17,14 @@ extension Reply where Value == Void {
 /// A mutation waiting for the writer thread. Each carries the reply its caller waits for.
 enum WriteRequest: Sendable {
     case append(batch: [DocumentAppend], continuation: Reply<[AppendResult]>)
-    case truncate(document: DocumentID, floor: Revision, continuation: Reply<Void>)
-    case putSnapshot(document: DocumentID, revision: Revision, frame: [UInt8], continuation: Reply<Void>)
-    case deleteSnapshot(document: DocumentID, revision: Revision, continuation: Reply<Void>)
-    case deleteDocument(document: DocumentID, continuation: Reply<Void>)
+    case truncate(document: DocumentID, floor: Revision, epoch: UInt64?, continuation: Reply<Void>)
+    /// Journaled like an append: the scope's epoch rises to `epoch`.
+    case raiseEpoch(scope: FencingScope, epoch: UInt64, continuation: Reply<Void>)
+    case putSnapshot(document: DocumentID, revision: Revision, frame: [UInt8], epoch: UInt64?, continuation: Reply<Void>)
+    case deleteSnapshot(document: DocumentID, revision: Revision, epoch: UInt64?, continuation: Reply<Void>)
+    case deleteDocument(document: DocumentID, epoch: UInt64?, continuation: Reply<Void>)
+    /// The scope's epoch as the writer holds it (under the turn, like every fencing decision).
+    case readEpoch(scope: FencingScope, continuation: Reply<UInt64>)
     case checkpoint(continuation: Reply<Void>)
     case close(continuation: Reply<Void>)
     /// Another store sharing the memory budget asks this one to hold at most this many bytes.
@@ -29,7 +33,7 @@ enum WriteRequest: Sendable {
     /// Appends and truncations go through the journal and are coalesced into group commits.
     var isJournaled: Bool {
         switch self {
-        case .append, .truncate: return true
+        case .append, .truncate, .raiseEpoch: return true
         default: return false
         }
     }
@@ -49,9 +53,11 @@ enum WriteRequest: Sendable {
     func fail(_ error: OpLogError) {
         switch self {
         case .append(_, let continuation): continuation.resume(throwing: error)
-        case .truncate(_, _, let continuation), .putSnapshot(_, _, _, let continuation), .deleteSnapshot(_, _, let continuation),
-            .deleteDocument(_, let continuation), .checkpoint(let continuation), .close(let continuation):
+        case .truncate(_, _, _, let continuation), .raiseEpoch(_, _, let continuation), .putSnapshot(_, _, _, _, let continuation),
+            .deleteSnapshot(_, _, _, let continuation), .deleteDocument(_, _, let continuation), .checkpoint(let continuation),
+            .close(let continuation):
             continuation.resume(throwing: error)
+        case .readEpoch(_, let continuation): continuation.resume(throwing: error)
         case .trimMemory: break
         }
     }

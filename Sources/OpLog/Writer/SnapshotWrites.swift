@@ -13,10 +13,11 @@ extension Writer {
     /// snapshot's own answer waits for both. Ordering stays whole: everything that must follow a
     /// snapshot's commit (a truncation relying on it, a deletion, close) either waits for its answer
     /// or quiesces the applier first.
-    func writeSnapshot(frame: [UInt8], of document: DocumentID, at revision: Revision, reply: Reply<Void>) {
+    func writeSnapshot(frame: [UInt8], of document: DocumentID, at revision: Revision, epoch: UInt64?, reply: Reply<Void>) {
         assertOnWriterThread()
         do throws(OpLogError) {
             if let failure { throw failure }
+            try checkDirectMutation(epoch, for: document)
             let head = try reader.head(of: document)
             guard head > 0 else { throw .documentNotFound(document) }
             guard revision >= 1, revision <= head else { throw .beyondHead(document: document, requested: revision, head: head) }

@@ -35,15 +35,21 @@ extension Writer {
     }
 
     func stageAppend(
-        _ batch: [DocumentAppend], scratch: inout [DocumentID: ScratchDocument], entries: inout [JournalEntry],
-        now: Int64
+        _ batch: [DocumentAppend], scratch: inout [DocumentID: ScratchDocument], epochs groupEpochs: inout [FencingScope: UInt64],
+        entries: inout [JournalEntry], now: Int64
     ) throws(OpLogError) -> [AppendResult] {
         try validate(batch)
         var local: [DocumentID: ScratchDocument] = [:]
+        var localEpochs = groupEpochs
         var newEntries: [JournalEntry] = []
         var results: [AppendResult] = []
         var addedBytes = 0
         for part in batch {
+            // Fencing first: a stale owner is refused even for a retry, and the whole batch with it.
+            if let (scope, raised) = try checkEpoch(part.epoch, for: part.document, group: localEpochs) {
+                localEpochs[scope] = raised
+                newEntries.append(.epoch(scope: scope, epoch: raised))
+            }
             var document = try scratchDocument(part.document, scratch: scratch)
             let known = try knownRevisions(of: part, document: document)
             let acceptedCount = known.count(where: { $0 != nil })
@@ -72,6 +78,7 @@ extension Writer {
             try checkSpace(adding: staged + addedBytes)
         }
         scratch.merge(local) { $1 }
+        groupEpochs = localEpochs
         entries.append(contentsOf: newEntries)
         return results
     }
@@ -135,9 +142,10 @@ extension Writer {
     }
 
     func stageTruncate(
-        _ document: DocumentID, floor: Revision, scratch: inout [DocumentID: ScratchDocument],
-        entries: inout [JournalEntry]
+        _ document: DocumentID, floor: Revision, epoch: UInt64?, scratch: inout [DocumentID: ScratchDocument],
+        epochs groupEpochs: inout [FencingScope: UInt64], entries: inout [JournalEntry]
     ) throws(OpLogError) {
+        let raise = try checkEpoch(epoch, for: document, group: groupEpochs)
         var staged = try scratchDocument(document, scratch: scratch)
         guard staged.head > 0 else { throw .documentNotFound(document) }
         if floor <= staged.floor { return }
@@ -150,6 +158,10 @@ extension Writer {
         staged.floor = floor
         staged.truncated = true
         scratch[document] = staged
+        if let (scope, raised) = raise {
+            groupEpochs[scope] = raised
+            entries.append(.epoch(scope: scope, epoch: raised))
+        }
         entries.append(.truncate(document: document, floor: floor))
     }
 }

@@ -43,6 +43,8 @@ final class Writer: @unchecked Sendable {
     /// Op IDs remembered per document (loaded on a document's first append after open, evicted
     /// least recently used to stay within `memoryBudget`).
     var dedupe = DedupeCache()
+    /// Fencing epochs: journaled, being applied, and a cache of applied ones.
+    var epochs = FencingEpochs()
     /// The budget the indexes count against: the store's own, or one shared by several stores.
     let memoryBudget: MemoryBudget
     /// This store's registration with `memoryBudget`.
@@ -274,8 +276,12 @@ final class Writer: @unchecked Sendable {
             trimMemory(toAtMost: bytes)
             return
         }
-        if case .putSnapshot(let document, let revision, let frame, let continuation) = request {
-            writeSnapshot(frame: frame, of: document, at: revision, reply: continuation)
+        if case .readEpoch(let scope, let continuation) = request {
+            continuation.resume(with: Result { () throws(OpLogError) in try currentEpoch(of: scope) })
+            return
+        }
+        if case .putSnapshot(let document, let revision, let frame, let epoch, let continuation) = request {
+            writeSnapshot(frame: frame, of: document, at: revision, epoch: epoch, reply: continuation)
             return
         }
         // Snapshot deletions, document deletions and checkpoints commit to LMDB on this thread:
@@ -291,13 +297,19 @@ final class Writer: @unchecked Sendable {
             }
         }
         switch request {
-        case .deleteSnapshot(let document, let revision, let continuation):
-            run(continuation) { () throws(OpLogError) in try removeSnapshot(of: document, at: revision) }
-        case .deleteDocument(let document, let continuation):
-            run(continuation) { () throws(OpLogError) in try removeDocument(document) }
+        case .deleteSnapshot(let document, let revision, let epoch, let continuation):
+            run(continuation) { () throws(OpLogError) in
+                try checkDirectMutation(epoch, for: document)
+                try removeSnapshot(of: document, at: revision)
+            }
+        case .deleteDocument(let document, let epoch, let continuation):
+            run(continuation) { () throws(OpLogError) in
+                try checkDirectMutation(epoch, for: document)
+                try removeDocument(document)
+            }
         case .checkpoint(let continuation):
             run(continuation) { () throws(OpLogError) in try applyJournal() }
-        case .append, .truncate, .close, .putSnapshot, .trimMemory:
+        case .append, .truncate, .raiseEpoch, .close, .putSnapshot, .trimMemory, .readEpoch:
             assertionFailure("runExclusive given a request the writer loop handles itself")
         }
     }

@@ -43,6 +43,8 @@ import Testing
         var documents: [Document]
         /// Op IDs whose retry must return their original revision (kept in dedupe records).
         var retries: [Retry]
+        /// Fencing epochs by scope (format version 3 on; absent from older manifests).
+        var epochs: [String: UInt64]?
         var notes: String
     }
 
@@ -105,9 +107,11 @@ import Testing
             try Self.check(store, manifest, label: "\(name) writable")
             let report = try await store.verify()
             #expect(report.isClean, "\(name): \(report.problems)")
+            try await Self.checkEpochs(store, manifest, label: "\(name) writable")
             for retry in manifest.retries {
                 let id = try Self.opID(hex: retry.opID)
-                let result = try await store.append([NewOp(opID: id, author: [], payload: [])], to: try DocumentID(retry.document))
+                let result = try await store.append(
+                    [NewOp(opID: id, author: [], payload: [])], to: try DocumentID(retry.document), epoch: manifest.epochs?[retry.document])
                 #expect(
                     result == AppendResult(revisions: [retry.revision], wasRetry: true),
                     "\(name): retry of \(retry.opID) in \(retry.document)")
@@ -118,6 +122,7 @@ import Testing
         #expect(Journal.slotFileNames.allSatisfy { File.exists(dir.path + "/" + $0) }, "\(name): the journal slots are missing")
         try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
             try Self.check(store, manifest, label: "\(name) reopened")
+            try await Self.checkEpochs(store, manifest, label: "\(name) reopened")
         }
     }
 
@@ -137,7 +142,8 @@ import Testing
             try Self.check(store, manifest, label: "\(name) 3 years later")
             for retry in manifest.retries {
                 let result = try await store.append(
-                    [NewOp(opID: try Self.opID(hex: retry.opID), author: [], payload: [])], to: try DocumentID(retry.document))
+                    [NewOp(opID: try Self.opID(hex: retry.opID), author: [], payload: [])], to: try DocumentID(retry.document),
+                    epoch: manifest.epochs?[retry.document])
                 #expect(
                     result == AppendResult(revisions: [retry.revision], wasRetry: true), "\(name): retry of \(retry.opID) 3 years later")
             }
@@ -145,16 +151,30 @@ import Testing
                 let document = try DocumentID(retry.document)
                 let head = try store.head(of: document)
                 let fresh = TextPatch(position: 0, deleted: 0, inserted: "").jsonBytes()
-                _ = try await store.append([NewOp(opID: OpID(high: 0xF1, low: head), author: [], payload: fresh)], to: document)
+                let epoch = manifest.epochs?[retry.document]
+                _ = try await store.append(
+                    [NewOp(opID: OpID(high: 0xF1, low: head), author: [], payload: fresh)], to: document, epoch: epoch)
                 let id = try Self.opID(hex: retry.opID)
-                let based = try await store.append([NewOp(opID: id, author: [], payload: fresh)], to: document, basedOn: retry.revision - 1)
+                let based = try await store.append(
+                    [NewOp(opID: id, author: [], payload: fresh)], to: document, basedOn: retry.revision - 1, epoch: epoch)
                 #expect(based == AppendResult(revisions: [retry.revision], wasRetry: true), "\(name): based-on retry of \(retry.opID)")
-                let plain = try await store.append([NewOp(opID: id, author: [], payload: fresh)], to: document)
+                let plain = try await store.append([NewOp(opID: id, author: [], payload: fresh)], to: document, epoch: epoch)
                 #expect(
                     plain == AppendResult(revisions: [head + 2], wasRetry: false),
                     "\(name): \(retry.opID) is outside the window after a new op")
             }
             await #expect(try store.verify().isClean)
+        }
+    }
+
+    /// Every listed scope holds its epoch, and refuses the one below it.
+    static func checkEpochs(_ store: OpLogStore, _ manifest: Manifest, label: String) async throws {
+        for (name, epoch) in manifest.epochs ?? [:] {
+            let scope = try FencingScope(name)
+            #expect(try await store.epoch(of: scope) == epoch, "\(label): epoch of \(name)")
+            await #expect(throws: OpLogError.staleEpoch(scope: scope, epoch: epoch - 1, current: epoch), "\(label): \(name) is fenced") {
+                try await store.raiseEpoch(epoch - 1, for: scope)
+            }
         }
     }
 
@@ -251,12 +271,13 @@ import Testing
             let deleted = try DocumentID("deleted")
             _ = try await store.append(ops("deleted", j, 0..<10), to: deleted)
             try await store.deleteDocument(deleted)
+            try await store.raiseEpoch(7, for: FencingScope("fixture-shard"))
         }
         let store = try await OpLogStore.open(directory: directory, options: options)
         _ = try await store.append(ops("text-a", a, 3_000..<3_300), to: idA)
         _ = try await store.append(ops("journal-only", j, 0..<50), to: idJ)
         try await store.putSnapshot(TextReducer().encode(store.replay(idB, to: 300, with: TextReducer()).state), of: idB, at: 300)
-        try await store.truncate(idB, below: 301)
+        try await store.truncate(idB, below: 301, epoch: 3)  // the raise of text-b's epoch is in the journal
         // Copied while open: the journal keeps its unapplied records, as after a crash.
         try FileManager.default.createDirectory(atPath: destination, withIntermediateDirectories: true)
         var files: [String: String] = [:]
@@ -273,7 +294,8 @@ import Testing
         }
         let writtenAt = try await Self.newestServerTime(directory)
         return Manifest(
-            formatVersion: 1, writtenBy: "OpLog format 1 (FixtureTests.writeStore)", writtenAtMilliseconds: writtenAt, files: files,
+            formatVersion: formatVersion, writtenBy: "OpLog format \(formatVersion) (FixtureTests.writeStore)",
+            writtenAtMilliseconds: writtenAt, files: files,
             documents: [
                 .init(id: "journal-only", head: 50, floor: 1, snapshots: [], replays: try replays(j, [1, 50])),
                 .init(
@@ -287,11 +309,13 @@ import Testing
                 .init(document: "text-a", opID: opID("text-a", 3_100).description, revision: 3_101),
                 .init(document: "text-b", opID: opID("text-b", 10).description, revision: 11),
             ],
+            epochs: ["fixture-shard": 7, "text-b": 3],
             notes:
                 "text-a: chunks 2001...3000 applied, 3001...3300 in the journal, snapshots 1000 and 2000, ops 1...2000 "
-                    + "truncated into dedupe records. text-b: 600 single-op appends applied, snapshot 300 and a truncation "
-                        + "below 301 in the journal. ünïcode/é: one 200-op append. journal-only: exists only in the journal. "
-                            + "deleted: created and deleted."
+                + "truncated into dedupe records. text-b: 600 single-op appends applied, snapshot 300 and a truncation "
+                + "below 301 in the journal. ünïcode/é: one 200-op append. journal-only: exists only in the journal. "
+                + "deleted: created and deleted. Epochs: fixture-shard raised to 7 (applied), text-b to 3 with "
+                + "its journaled truncation."
         )
     }
 }

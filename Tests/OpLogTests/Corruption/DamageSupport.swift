@@ -43,6 +43,8 @@ enum DamageTemplate {
                 try await fill(
                     store, smallName(index), seed: UInt64(100 + index), count: 6, snapshots: [], appendSize: 3, checkpointEvery: 3)
             }
+            // A fencing epoch record (format version 3), for a scope no document uses.
+            try await store.raiseEpoch(3, for: FencingScope("damage-scope"))
             try await store.checkpoint()
         }
     }

@@ -33,20 +33,20 @@ import Testing
     static let opChunkKey = "646f63000000000000000001"
     static let opChunkValue =
         "0400000060000000600000003586c49c01020102030405060708090a0b0c0d0e0f1080d095ffbc3103616e6e01e807157b2270223a302c2264223a30"
-            + "2c2269223a2268227d000000000000000100000000000000020302626f00157b2270223a312c2264223a302c2269223a2269227d"
+        + "2c2269223a2268227d000000000000000100000000000000020302626f00157b2270223a312c2264223a302c2269223a2269227d"
     /// Version 1's header (base 7), which readers still read, and version 2's (slot 1, base 7).
     static let journalHeader = "4f504c4f474a4e4c0100000000000000070000000000000025f61ade00000000"
     static let journalSlotHeader = "4f504c4f474a4e4c02000000010000000700000000000000b80e776c00000000"
     static let journalFrame =
         "6c0000006c0000000700000000000000000000006797e37d020103646f6301020102030405060708090a0b0c0d0e0f1080d095ffbc3103616e6e01e8"
-            + "07157b2270223a302c2264223a302c2269223a2268227d000000000000000100000000000000020302626f00157b2270223a312c2264223a302c2269"
-            + "223a2269227d0203646f6302"
+        + "07157b2270223a302c2264223a302c2269223a2268227d000000000000000100000000000000020302626f00157b2270223a312c2264223a302c2269"
+        + "223a2269227d0203646f6302"
     static let compressedChunkValue =
         "04010000f400000006070000d94b895d78da85d1270e42011084e147efbd7758aa40d0cbbb0d090643902484844b701b0ec18d403cc40e6267cd9a6f"
-            + "d4ef9b38dec57edff7783f3faf79e0703e3ba59b5cc49d4fe528ee6c2a2771e52af7bf81df517661db80b64bdb06b55dd936a4eddab6616d37b68d68"
-            + "bbb56d54db9d6d63daee6d1bf76cd96b31b37102302997044cd2a500937669c0245e0630a997054cf2e500937e79c0246001302958d478410a960093"
-            + "8265c0a46005302958054c0ad600938275c0a460033029d8044c0ab60093826d8d97a460073029d8054c0af6009382029814ec032605078049c12160"
-            + "52700498141c032605271aaffe0b7e01bcef1249"
+        + "d4ef9b38dec57edff7783f3faf79e0703e3ba59b5cc49d4fe528ee6c2a2771e52af7bf81df517661db80b64bdb06b55dd936a4eddab6616d37b68d68"
+        + "bbb56d54db9d6d63daee6d1bf76cd96b31b37102302997044cd2a500937669c0245e0630a997054cf2e500937e79c0246001302958d478410a960093"
+        + "8265c0a46005302958054c0ad600938275c0a460033029d8044c0ab60093826d8d97a460073029d8054c0af6009382029814ec032605078049c12160"
+        + "52700498141c032605271aaffe0b7e01bcef1249"
 
     @Test func documentRecordBothWays() throws {
         let record = DocumentRecord(head: 3, floor: 2, lastServerTimeMilliseconds: 1_700_000_000_000, chunkBytes: 100, dedupeFrom: 1)
@@ -87,6 +87,35 @@ import Testing
             return
         }
         #expect(record == JournalRecord(sequence: 7, entries: entries) && length == Self.journalFrame.count / 2)
+    }
+
+    // Format version 3: a fencing epoch record, and a journal record carrying an epoch entry.
+    static let epochRecordKey = "73686172642d31"
+    static let epochRecordValue = "070000000800000008000000b6234fc50500000000000000"
+    static let epochJournalFrame = "110000001100000008000000000000000000000092cededb02030773686172642d31050203646f6302"
+
+    @Test func fencingEpochRecordBothWays() throws {
+        let key = Array("shard-1".utf8)
+        #expect(Self.hex(key) == Self.epochRecordKey)
+        let body = FencingEpochRecord.encode(5)
+        #expect(
+            Self.hex(RecordFrame.encode(kind: .fencingEpoch, codec: .raw, key: key, stored: body, rawLength: body.count))
+                == Self.epochRecordValue)
+        #expect(
+            try FencingEpochRecord.decode(RecordFrame.decode(Self.bytes(Self.epochRecordValue), key: key, expecting: .fencingEpoch)) == 5)
+        #expect(throws: DecodeError.self) { try FencingEpochRecord.decode(FencingEpochRecord.encode(0)) }
+    }
+
+    @Test func journalEpochEntryBothWays() throws {
+        let entries: [JournalEntry] = [.epoch(scope: try FencingScope("shard-1"), epoch: 5), .truncate(document: Self.document, floor: 2)]
+        #expect(
+            Self.hex(try JournalCoding.encodeFrame(JournalRecord(sequence: 8, entries: entries), compressionLevel: 0).bytes)
+                == Self.epochJournalFrame)
+        guard case .record(let record, _) = JournalCoding.readFrame(Self.bytes(Self.epochJournalFrame)[...]) else {
+            Issue.record("the epoch journal vector does not decode")
+            return
+        }
+        #expect(record == JournalRecord(sequence: 8, entries: entries))
     }
 
     @Test func compressedChunkDecodes() throws {

@@ -30,7 +30,8 @@ import Testing
                 break
             }
         }
-        let total = counts.values.reduce(0, +)
+        // Refusals (staleEpoch, epochRequired) are counted beside the steps they happened in.
+        let total = counts.filter { FuzzModelRunner.stepNames.contains($0.key) }.values.reduce(0, +)
         print(
             "reference model: \(runs) runs of \(stepsPerRun) steps (\(total) in all), seed \(seed), "
                 + "\(counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"

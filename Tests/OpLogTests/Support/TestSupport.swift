@@ -56,8 +56,13 @@ func withRawLMDB<T>(_ directory: String, _ body: (Environment, [String: Database
     let environment = try Environment(directory: directory, configuration: EnvironmentConfiguration(mapSizeBytes: 64 << 20))
     defer { environment.close() }
     var databases: [String: Database] = [:]
-    for name in ["meta", "documents", "ops", "snapshots", "dedupe"] {
-        databases[name] = try environment.openDatabase(named: name, create: false)
+    for name in StoreTables.names {
+        // `epochs` exists from format version 3 on; an older store's image lacks it.
+        if name == "epochs" {
+            databases[name] = try? environment.openDatabase(named: name, create: false)
+        } else {
+            databases[name] = try environment.openDatabase(named: name, create: false)
+        }
     }
     return try body(environment, databases)
 }
