@@ -68,8 +68,11 @@ extension OpLogStore {
     /// every retained revision stays replayable. A floor at or below the current one is a no-op.
     /// - Throws: `documentNotFound`; `beyondHead` for a floor above head + 1; `snapshotRequired`;
     ///   `storageFull`; `reopenRequired`; `readOnly`; `closed`; `staleEpoch`, `epochRequired` (see `epoch`).
-    /// - Parameter epoch: the owner's fencing epoch, as for appends (`DocumentAppend.epoch`); a
-    ///   truncation that moves the floor raises the scope's epoch to it.
+    /// - Parameters:
+    ///   - document: the document to truncate.
+    ///   - floor: its new floor, the lowest revision kept.
+    ///   - epoch: the owner's fencing epoch, as for appends (`DocumentAppend.epoch`); a truncation
+    ///     that moves the floor raises the scope's epoch to it.
     public func truncate(_ document: DocumentID, below floor: Revision, epoch: UInt64? = nil) async throws(OpLogError) {
         try await requireWriter().submit { .truncate(document: document, floor: floor, epoch: epoch, continuation: $0) }
     }
@@ -96,8 +99,12 @@ extension OpLogStore {
     /// the same revision. The bytes are compressed in the caller's task, not on the writer thread.
     /// - Throws: `documentNotFound`; `beyondHead`; `limitExceeded` (`snapshotBytes`); `storageFull`;
     ///   `reopenRequired`; `readOnly`; `closed`.
-    /// - Parameter epoch: the owner's fencing epoch: refused below the scope's, or missing in a
-    ///   fenced scope (`staleEpoch`, `epochRequired`); it does not raise the scope's epoch.
+    /// - Parameters:
+    ///   - bytes: the encoded state (`Reducer.encode`), up to `Limits.snapshotBytesMax`.
+    ///   - document: the document it is a state of.
+    ///   - revision: the revision the state stands at.
+    ///   - epoch: the owner's fencing epoch: refused below the scope's, or missing in a fenced scope
+    ///     (`staleEpoch`, `epochRequired`); it does not raise the scope's epoch.
     public func putSnapshot(_ bytes: [UInt8], of document: DocumentID, at revision: Revision, epoch: UInt64? = nil) async throws(OpLogError)
     {
         guard bytes.count <= Limits.snapshotBytesMax else {
@@ -112,7 +119,10 @@ extension OpLogStore {
 
     /// Deletes the snapshot at `revision`. Refused (`snapshotProtected`) for the one at `floor - 1`.
     /// - Throws: `snapshotProtected`; `snapshotNotFound`; `reopenRequired`; `readOnly`; `closed`.
-    /// - Parameter epoch: as for `putSnapshot`.
+    /// - Parameters:
+    ///   - document: the snapshot's document.
+    ///   - revision: the snapshot's revision.
+    ///   - epoch: the owner's fencing epoch, as for `putSnapshot`.
     public func deleteSnapshot(of document: DocumentID, at revision: Revision, epoch: UInt64? = nil) async throws(OpLogError) {
         try await requireWriter().submit { .deleteSnapshot(document: document, revision: revision, epoch: epoch, continuation: $0) }
     }
@@ -121,7 +131,9 @@ extension OpLogStore {
     /// starts over at revision 1. Deleting an unknown document does nothing.
     /// - Throws: `storageFull` (rarely: a reserve is kept for deletions); `reopenRequired`;
     ///   `readOnly`; `closed`.
-    /// - Parameter epoch: as for `putSnapshot`. The scope's epoch outlives the document.
+    /// - Parameters:
+    ///   - document: the document to delete.
+    ///   - epoch: the owner's fencing epoch, as for `putSnapshot`. The scope's epoch outlives the document.
     public func deleteDocument(_ document: DocumentID, epoch: UInt64? = nil) async throws(OpLogError) {
         try await requireWriter().submit { .deleteDocument(document: document, epoch: epoch, continuation: $0) }
     }

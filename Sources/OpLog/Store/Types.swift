@@ -203,6 +203,7 @@ public struct FencingScope: Hashable, Sendable, CustomStringConvertible {
     /// The scope's name: 1 ... `Limits.fencingScopeBytesMax` UTF-8 bytes.
     public let name: String
 
+    /// A scope named `name` (a shard's or tenant's name, say).
     /// - Throws: `invalidArgument` for an empty name; `limitExceeded(.fencingScopeBytes)` beyond the limit.
     public init(_ name: String) throws(OpLogError) {
         guard !name.isEmpty else { throw .invalidArgument("a fencing scope needs a name") }
@@ -225,6 +226,7 @@ public struct FencingScope: Hashable, Sendable, CustomStringConvertible {
         self.name = name
     }
 
+    /// The name.
     public var description: String { name }
 }
 
