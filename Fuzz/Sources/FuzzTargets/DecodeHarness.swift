@@ -105,6 +105,9 @@ public enum FuzzDecode {
         case .appliedSequence:
             guard let sequence = try? AppliedSequenceRecord.decode(bytes) else { return }
             try fuzzCheck(AppliedSequenceRecord.encode(sequence) == bytes, "applied sequence does not re-encode to its bytes")
+        case .lineage:
+            guard let lineage = try? LineageRecord.decode(bytes) else { return }
+            try fuzzCheck(LineageRecord.encode(lineage) == bytes, "lineage record does not re-encode to its bytes")
         case .fencingEpoch:
             guard let epoch = try? FencingEpochRecord.decode(bytes) else { return }
             try fuzzCheck(epoch >= 1 && FencingEpochRecord.encode(epoch) == bytes, "fencing epoch record does not re-encode to its bytes")

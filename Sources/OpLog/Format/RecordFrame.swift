@@ -10,6 +10,8 @@ package enum RecordKind: UInt8, Sendable, CaseIterable {
     case dedupe = 6
     /// A fencing scope's epoch (format version 3).
     case fencingEpoch = 7
+    /// The store's lineage (format version 3).
+    case lineage = 8
 }
 
 /// How a frame's body is stored.

@@ -330,9 +330,23 @@ package struct FormatRecord: Equatable {
     }
 }
 
-/// `meta` database, key `applied`: the highest journal sequence number whose effects LMDB holds.
+/// `meta` database, key `lineage` (format version 3): the store's lineage, 16 random bytes drawn
+/// when the store was created (or upgraded to version 3). Copies made by backup keep it.
 ///
-///     u64 sequence
+///     16 bytes, not all zero
+package enum LineageRecord {
+    package static let encodedBytes = 16
+
+    package static func encode(_ lineage: StoreLineage) -> [UInt8] { lineage.bytes }
+
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> StoreLineage {
+        guard let lineage = StoreLineage(bytes: body) else {
+            throw DecodeError("lineage of \(body.count) bytes (16 expected, not all zero)")
+        }
+        return lineage
+    }
+}
+
 /// `epochs` database value (format version 3), under the scope's UTF-8 name: the scope's fencing
 /// epoch, which only ever rises.
 ///
@@ -355,6 +369,9 @@ package enum FencingEpochRecord {
     }
 }
 
+/// `meta` database, key `applied`: the highest journal sequence number whose effects LMDB holds.
+///
+///     u64 sequence
 package enum AppliedSequenceRecord {
     package static func encode(_ sequence: UInt64) -> [UInt8] {
         var writer = ByteWriter(capacity: 8)

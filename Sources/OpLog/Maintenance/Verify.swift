@@ -127,8 +127,14 @@ extension Maintenance {
                     }
                 }
             }
-            _ = try tables.environment.read { (txn: borrowing ReadTransaction) in
-                (try tables.readFormat(txn), try tables.readAppliedSequence(txn))
+            let lineageMissing = try tables.environment.read { (txn: borrowing ReadTransaction) in
+                let format = try tables.readFormat(txn)
+                _ = try tables.readAppliedSequence(txn)
+                return try tables.readLineage(txn) == nil && (format?.version ?? 0) >= 3
+            }
+            if lineageMissing {
+                report.problems.append(
+                    VerificationProblem(location: CorruptionLocation(area: "meta"), detail: "the store's lineage record is missing"))
             }
         } catch let error as OpLogError {
             report.problems.append(problem(error, fallback: CorruptionLocation(area: "lmdb")))

@@ -213,3 +213,19 @@ final class Reader: Sendable {
         return Array(merged.sorted().prefix(limit))
     }
 }
+
+/// The store's identity.
+extension Reader {
+    /// The lineage record, checked against the format version that requires it.
+    func lineage() throws(OpLogError) -> StoreLineage? {
+        let tables = self.tables
+        return try tables.read { txn in
+            let lineage = try tables.readLineage(txn)
+            if lineage == nil, let format = try tables.readFormat(txn), format.version >= 3 {
+                throw OpLogError.corruption(
+                    CorruptionLocation(area: "meta"), detail: "the store's lineage record is missing (damaged key?)")
+            }
+            return lineage
+        }
+    }
+}

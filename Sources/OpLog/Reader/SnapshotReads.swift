@@ -3,6 +3,7 @@ import OpLogStorage
 /// Snapshot reads. Snapshots are written straight to LMDB (not through the journal), so LMDB alone
 /// answers these.
 extension Reader {
+
     /// The newest snapshot of `document` at or below `revision` (default: any), or nil.
     func snapshot(of document: DocumentID, atOrBelow revision: Revision) throws(OpLogError) -> Snapshot? {
         try tables.read { txn in

@@ -19,6 +19,7 @@ package struct StoreTables: Sendable {
 
     package static let formatKey = Array("format".utf8)
     package static let appliedKey = Array("applied".utf8)
+    package static let lineageKey = Array("lineage".utf8)
     package static let names = ["meta", "documents", "ops", "snapshots", "dedupe", "epochs"]
 
     package static func open(directory: String, options: StoreOptions, mapSizeBytes: Int) throws(OpLogError) -> StoreTables {
@@ -165,6 +166,21 @@ package struct StoreTables: Sendable {
         let location = CorruptionLocation(area: "meta")
         let body = try Self.decodeFrame(value, key: Self.appliedKey, kind: .appliedSequence, location: location)
         do { return try AppliedSequenceRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
+    }
+
+    /// The store's lineage; nil if the record is absent (a store before format version 3).
+    package func readLineage(_ txn: borrowing some ReadableTransaction & ~Copyable) throws -> StoreLineage? {
+        guard let value = try txn.get(meta, key: Self.lineageKey) else { return nil }
+        let location = CorruptionLocation(area: "meta")
+        let body = try Self.decodeFrame(value, key: Self.lineageKey, kind: .lineage, location: location)
+        do { return try LineageRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
+    }
+
+    package func writeLineage(_ txn: borrowing WriteTransaction, _ lineage: StoreLineage) throws {
+        let body = LineageRecord.encode(lineage)
+        try txn.put(
+            meta, key: Self.lineageKey,
+            value: RecordFrame.encode(kind: .lineage, codec: .raw, key: Self.lineageKey, stored: body, rawLength: body.count))
     }
 
     package func readFormat(_ txn: borrowing some ReadableTransaction & ~Copyable) throws -> FormatRecord? {

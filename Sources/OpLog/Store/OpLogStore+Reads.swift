@@ -71,6 +71,13 @@ extension OpLogStore {
         return OpSubscription(reader: reader, document: document, from: from, bufferLimit: bufferLimit)
     }
 
+    /// The store's lineage (see `StoreLineage`): random at creation, kept by backups. Nil only in a
+    /// read-only open of a store from before format version 3 (a writable open adds one).
+    /// - Throws: `corruption` when the record is damaged, or missing from a version 3 store; `closed`.
+    public func lineage() throws(OpLogError) -> StoreLineage? {
+        try reader.lineage()
+    }
+
     /// Live subscriptions (for figures and tests).
     public var subscriberCount: Int { reader.subscriptions.count }
 

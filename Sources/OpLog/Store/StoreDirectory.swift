@@ -90,6 +90,7 @@ enum StoreDirectory {
                 value: RecordFrame.encode(
                     kind: .appliedSequence, codec: .raw, key: StoreTables.appliedKey,
                     stored: AppliedSequenceRecord.encode(0), rawLength: 8))
+            try tables.writeLineage(txn, StoreLineage.random())
         }
     }
 

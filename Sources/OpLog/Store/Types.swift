@@ -230,6 +230,46 @@ public struct FencingScope: Hashable, Sendable, CustomStringConvertible {
     public var description: String { name }
 }
 
+/// A store's lineage: 16 random bytes drawn when the store was created, kept by its backups (and,
+/// with the change feed, its followers). It tells copies of one store's history from unrelated
+/// stores whose revisions merely look alike.
+public struct StoreLineage: Hashable, Sendable, CustomStringConvertible {
+    /// The 16 bytes.
+    public let bytes: [UInt8]
+
+    /// The lineage with these 16 bytes; nil for another length or all zeros.
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 16, bytes.contains(where: { $0 != 0 }) else { return nil }
+        self.bytes = bytes
+    }
+
+    /// The lineage written as 32 lowercase hex digits (its `description`); nil for anything else.
+    public init?(hex: String) {
+        let digits = Array(hex.utf8)
+        guard digits.count == 32 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: 32, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[index..<(index + 2)], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        self.init(bytes: bytes)
+    }
+
+    /// A new random lineage.
+    static func random() -> StoreLineage {
+        var generator = SystemRandomNumberGenerator()
+        while true {
+            let bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            if let lineage = StoreLineage(bytes: bytes) { return lineage }
+        }
+    }
+
+    /// 32 lowercase hex digits.
+    public var description: String {
+        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+}
+
 /// What an append did for one document.
 public struct AppendResult: Sendable, Equatable {
     /// The revision of each op, in the order submitted.

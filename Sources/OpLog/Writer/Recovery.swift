@@ -124,6 +124,7 @@ extension Writer {
             try txn.put(
                 tables.meta, key: StoreTables.formatKey,
                 value: RecordFrame.encode(kind: .format, codec: .raw, key: StoreTables.formatKey, stored: format.encode(), rawLength: 20))
+            if try tables.readLineage(txn) == nil { try tables.writeLineage(txn, StoreLineage.random()) }
         }
         do { try Journal.removeLegacy(directory: context.directory) } catch { throw OpLogError(error) }
         options.logger.notice("upgraded the store to format version \(formatVersion)")
@@ -164,7 +165,15 @@ extension Writer {
             guard var format = try tables.readFormat(txn) else {
                 throw OpLogError.corruption(CorruptionLocation(area: "meta"), detail: "the format record vanished during the open")
             }
-            guard format.version < formatVersion else { return false }
+            guard format.version < formatVersion else {
+                // Version 3 writes its lineage with its format record: one without the other is damage.
+                if try tables.readLineage(txn) == nil {
+                    throw OpLogError.corruption(
+                        CorruptionLocation(area: "meta"), detail: "the store's lineage record is missing (damaged key?)")
+                }
+                return false
+            }
+            if try tables.readLineage(txn) == nil { try tables.writeLineage(txn, StoreLineage.random()) }
             format.version = formatVersion
             try txn.put(
                 tables.meta, key: StoreTables.formatKey,

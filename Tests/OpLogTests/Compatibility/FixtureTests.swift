@@ -45,6 +45,8 @@ import Testing
         var retries: [Retry]
         /// Fencing epochs by scope (format version 3 on; absent from older manifests).
         var epochs: [String: UInt64]?
+        /// The store's lineage, hex (format version 3 on).
+        var lineage: String?
         var notes: String
     }
 
@@ -99,15 +101,21 @@ import Testing
         let dir = TemporaryDirectory("oplog-fixture-\(name)")
         defer { dir.remove() }
         try Self.copyFixture(name, manifest, to: dir.path)
+        var upgradedLineage: StoreLineage?
 
         let reader = try await OpLogStore.open(directory: dir.path, options: Self.options(clock: clock, readOnly: true))
         try Self.check(reader, manifest, label: "\(name) read-only")
+        // Before version 3 a store has no lineage until a writable open gives it one.
+        #expect(try reader.lineage()?.description == manifest.lineage, "\(name): lineage of the read-only open")
         try await reader.close()
         try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
             try Self.check(store, manifest, label: "\(name) writable")
             let report = try await store.verify()
             #expect(report.isClean, "\(name): \(report.problems)")
             try await Self.checkEpochs(store, manifest, label: "\(name) writable")
+            let lineage = try #require(try store.lineage(), "\(name): no lineage after a writable open")
+            if let expected = manifest.lineage { #expect(lineage.description == expected, "\(name): lineage") }
+            upgradedLineage = lineage
             for retry in manifest.retries {
                 let id = try Self.opID(hex: retry.opID)
                 let result = try await store.append(
@@ -123,6 +131,7 @@ import Testing
         try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
             try Self.check(store, manifest, label: "\(name) reopened")
             try await Self.checkEpochs(store, manifest, label: "\(name) reopened")
+            #expect(try store.lineage() == upgradedLineage, "\(name): the lineage changed across a reopen")
         }
     }
 
@@ -293,6 +302,7 @@ import Testing
             return result
         }
         let writtenAt = try await Self.newestServerTime(directory)
+        let lineage = try await withStore(directory, options: StoreOptions()) { store async throws in try store.lineage() }
         return Manifest(
             formatVersion: formatVersion, writtenBy: "OpLog format \(formatVersion) (FixtureTests.writeStore)",
             writtenAtMilliseconds: writtenAt, files: files,
@@ -310,6 +320,7 @@ import Testing
                 .init(document: "text-b", opID: opID("text-b", 10).description, revision: 11),
             ],
             epochs: ["fixture-shard": 7, "text-b": 3],
+            lineage: lineage?.description,
             notes:
                 "text-a: chunks 2001...3000 applied, 3001...3300 in the journal, snapshots 1000 and 2000, ops 1...2000 "
                 + "truncated into dedupe records. text-b: 600 single-op appends applied, snapshot 300 and a truncation "

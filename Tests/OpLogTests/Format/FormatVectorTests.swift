@@ -118,6 +118,20 @@ import Testing
         #expect(record == JournalRecord(sequence: 8, entries: entries))
     }
 
+    static let lineageRecordValue = "08000000100000001000000036adff330102030405060708090a0b0c0d0e0f10"
+
+    @Test func lineageRecordBothWays() throws {
+        let lineage = try #require(StoreLineage(bytes: Array(1...16)))
+        let key = StoreTables.lineageKey
+        #expect(Self.hex(key) == "6c696e65616765")
+        let body = LineageRecord.encode(lineage)
+        #expect(
+            Self.hex(RecordFrame.encode(kind: .lineage, codec: .raw, key: key, stored: body, rawLength: body.count))
+                == Self.lineageRecordValue)
+        #expect(try LineageRecord.decode(RecordFrame.decode(Self.bytes(Self.lineageRecordValue), key: key, expecting: .lineage)) == lineage)
+        #expect(throws: DecodeError.self) { try LineageRecord.decode([UInt8](repeating: 0, count: 16)) }
+    }
+
     @Test func compressedChunkDecodes() throws {
         let key = KeyCoding.revisionKey(Self.document, 1)
         let ops = try OpChunkRecord.decode(RecordFrame.decode(Self.bytes(Self.compressedChunkValue), key: key, expecting: .opChunk))
