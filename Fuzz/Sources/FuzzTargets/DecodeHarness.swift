@@ -20,7 +20,9 @@ public enum FuzzDecode {
             let kind = RecordKind.allCases[input.pick(RecordKind.allCases.count)]
             try body(kind, Array(input.rest()))
         case 2: try fileHeader(Array(input.rest()))
-        case 3: try journalFrame(input.rest())
+        case 3:
+            try journalFrame(input.rest())
+            try change(Array(input.rest()), checksumIsRight: false)
         case 4: try journalBody(Array(input.rest()))
         case 5: try zlibStream(&input)
         case 6: try builtRecordFrame(&input)
@@ -244,6 +246,28 @@ public enum FuzzDecode {
         let raw = plan.rawLength(body, limit: Limits.journalRecordBytesMax)
         let frame = JournalCoding.encodeFrame(sequence: sequence, codec: plan.codec, stored: plan.stored(body), rawLength: raw)
         try journalFrame(frame[...], checksumIsRight: raw <= Limits.journalRecordBytesMax)
+        // The same body as a change's, behind a right checksum.
+        let lineage = StoreLineage(bytes: Array(1...16))!
+        try change(
+            ChangeCoding.encodeFrame(
+                lineage: lineage, sequence: max(sequence, 1), codec: plan.codec, stored: plan.stored(body), rawLength: raw),
+            checksumIsRight: true)
+    }
+
+    /// `Change(decoding:)`: a decoded change re-encodes to bytes that decode to it; one whose
+    /// checksum the harness computed never fails the checksum.
+    static func change(_ bytes: [UInt8], checksumIsRight: Bool) throws(FuzzFinding) {
+        let decoded: Change
+        do { decoded = try Change(decoding: bytes) } catch {
+            if case .undecodableChange(let detail) = error {
+                try fuzzCheck(!checksumIsRight || !detail.contains("checksum"), "right checksum refused: \(detail)")
+            } else {
+                throw FuzzFinding("change decoding threw \(error), not undecodableChange")
+            }
+            return
+        }
+        guard let encoded = try? decoded.encode() else { throw FuzzFinding("re-encoding a decoded change failed") }
+        try fuzzCheck((try? Change(decoding: encoded)) == decoded, "a change does not round-trip")
     }
 
     /// Mode 8: an LMDB key of the revision-keyed databases; a parsed key must rebuild to itself.

@@ -60,6 +60,9 @@ public enum Limits {
     /// ending inside a chunk decodes that chunk again for the next one, so a batch spans several
     /// chunks (about 500 of the traces' ops each).
     public static let replayBatchOps = 4_096
+    /// Raw body bytes of one encoded `Change`: room for the largest snapshot with its document ID,
+    /// and for the largest journal record. Decoders refuse more.
+    public static let changeBytesMax = recordBodyBytesMax
     /// Applied fencing epochs the writer keeps in memory; past this the cache is dropped and
     /// epochs are read from LMDB again (journaled ones are always in memory).
     static let fencingEpochsCachedMax = 65_536
@@ -135,6 +138,7 @@ public enum Limits {
             && documentIDBytesMax + 9 <= 511  // LMDB's default maximum key size
             && fencingScopeBytesMax >= documentIDBytesMax && fencingScopeBytesMax <= 511
             && fencingEpochsCachedMax >= 1
+            && snapshotBytesMax + documentIDBytesMax + 64 <= changeBytesMax && journalRecordBytesMax <= changeBytesMax
             && dedupeEntriesPerRecord * 17 + 32 < 2_000  // inside a leaf page of 4 KiB
             && replayBatchOps <= readOpsMax && subscriptionCatchUpOps <= readOpsMax
             && journalRecordBytesMax < journalFileBytesMax
@@ -151,6 +155,8 @@ public enum LimitName: String, Sendable, Equatable {
     case documentIDBytes, authorBytes, payloadBytes, opsPerAppend, opsPerBatch, documentsPerBatch, batchPayloadBytes
     /// `Limits.fencingScopeBytesMax`.
     case fencingScopeBytes
+    /// `Limits.changeBytesMax`.
+    case changeBytes
     /// `Limits.snapshotBytesMax`, `readOpsMax`, `listDocumentsMax`.
     case snapshotBytes, readOps, listDocuments
 }

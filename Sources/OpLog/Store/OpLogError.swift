@@ -39,6 +39,9 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     case retryUnverifiable(document: DocumentID, basedOn: Revision, checkableFrom: Revision)
     /// The same op ID appears twice in one append, or a document twice in one batch.
     case duplicateInBatch(document: DocumentID, detail: String)
+    /// Bytes given to `Change(decoding:)` are not a change this build can read: cut short, damaged
+    /// (the checksum), of a newer encoding version, or breaking its rules. `detail` says which.
+    case undecodableChange(detail: String)
     /// The mutation's fencing epoch is below its scope's: another owner took over. Nothing was written.
     case staleEpoch(scope: FencingScope, epoch: UInt64, current: UInt64)
     /// The mutation carries no fencing epoch, but its scope has one. Nothing was written.
@@ -102,6 +105,8 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
                 + "revision \(checkableFrom + 1) on; nothing written"
         case .duplicateInBatch(let document, let detail):
             return "duplicate in batch for document '\(document)': \(detail)"
+        case .undecodableChange(let detail):
+            return "not a decodable change: \(detail)"
         case .staleEpoch(let scope, let epoch, let current):
             return "epoch \(epoch) is stale for fencing scope '\(scope)', which is at epoch \(current); nothing written"
         case .epochRequired(let scope, let current):
