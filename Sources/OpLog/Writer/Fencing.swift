@@ -11,6 +11,10 @@ struct FencingEpochs {
     /// Applied epochs read from LMDB or moved here after an apply (0: the scope has none). A cache,
     /// dropped whole at `Limits.fencingEpochsCachedMax` entries: LMDB holds every one of them.
     var applied: [FencingScope: UInt64] = [:]
+    /// Whether any scope may have an epoch: nil until the `epochs` database was looked at once,
+    /// then true from the first record or raise on. While false, no lookup reads LMDB, so a store
+    /// that never sees an epoch pays no read per new document.
+    var anyRaised: Bool?
 
     /// Seals the journaled raises into a job's.
     mutating func seal() -> [FencingScope: UInt64] {
@@ -36,6 +40,10 @@ extension Writer {
     func currentEpoch(of scope: FencingScope) throws(OpLogError) -> UInt64 {
         assertOnWriterThread()
         if let epoch = epochs.journaled[scope] ?? epochs.sealed[scope] ?? epochs.applied[scope] { return epoch }
+        if epochs.anyRaised == nil {
+            epochs.anyRaised = try tables.read { txn in try tables.epochs.map { try txn.entryCount($0) > 0 } ?? false }
+        }
+        guard epochs.anyRaised == true else { return 0 }
         // Not raised since this open's apply of it: LMDB's record is current (an apply in flight
         // writes only `sealed` scopes).
         let stored = try tables.read { txn in try tables.readEpoch(txn, scope) }

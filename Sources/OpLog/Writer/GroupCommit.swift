@@ -61,6 +61,7 @@ extension Writer {
             }
             publish(scratch, entries: entries)
             epochs.journaled.merge(groupEpochs, uniquingKeysWith: max)
+            if !groupEpochs.isEmpty { epochs.anyRaised = true }
         }
         resume(group, outcomes)
         metrics.commitLatency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))

@@ -142,6 +142,7 @@ extension Writer {
                 epochs: views.epochs)
             assert(job.views.count == dirtyDocuments.count, "a replayed document has no view")
             epochs.sealed = views.epochs
+            if !views.epochs.isEmpty { epochs.anyRaised = true }
             sealedJob = job
             dirtyDocuments.removeAll()
             try finishApplyAtOpen(job, commitApply(job, deflater: deflater(level: options.compressionLevel)))

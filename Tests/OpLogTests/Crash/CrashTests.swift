@@ -74,17 +74,7 @@ import Testing
 
     /// Runs `oplog crash-child`, kills it after the delay, returns the lines it printed.
     func runChild(_ store: String, killAfterMilliseconds delay: Int) throws -> [String] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(CLITests.testKit))
-        process.arguments = ["crash-child", "--store", store, "--documents", "4", "--patches", "50000"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["SWIFT_BACKTRACE"] = "enable=no"
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        let output = PipeCollector(pipe.fileHandleForReading)
-        try process.run()
+        let (process, output) = try launchTestKit(["crash-child", "--store", store, "--documents", "4", "--patches", "50000"])
         usleep(useconds_t(delay * 1000))
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()

@@ -139,17 +139,8 @@ import Testing
     @Test func journaledRaisesSurviveACrashBeforeTheirApply() async throws {
         let directory = TemporaryDirectory("oplog-fencing-crash")
         defer { directory.remove() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try #require(CLITests.testKit))
-        process.arguments = ["fence-child", "--store", directory.path, "--scope", "group-x", "--epoch", "4", "--document", "crashy"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["SWIFT_BACKTRACE"] = "enable=no"
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        let output = PipeCollector(pipe.fileHandleForReading)
-        try process.run()
+        let (process, output) = try launchTestKit(
+            ["fence-child", "--store", directory.path, "--scope", "group-x", "--epoch", "4", "--document", "crashy"])
         process.waitUntilExit()
         #expect(String(decoding: output.waitForEnd(), as: UTF8.self) == "raised\n")
         #expect(process.terminationReason == .uncaughtSignal && process.terminationStatus == SIGKILL)

@@ -67,6 +67,23 @@ func withRawLMDB<T>(_ directory: String, _ body: (Environment, [String: Database
     return try body(environment, databases)
 }
 
+/// Starts `oplog-testkit` with `arguments`: standard output collected, standard error discarded,
+/// no backtrace on the crash the child may be meant to have.
+func launchTestKit(_ arguments: [String]) throws -> (process: Process, output: PipeCollector) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try #require(CLITests.testKit))
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["SWIFT_BACKTRACE"] = "enable=no"
+    process.environment = environment
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    let output = PipeCollector(pipe.fileHandleForReading)
+    try process.run()
+    return (process, output)
+}
+
 /// The repository's root: the nearest directory above this file that holds `Package.swift`.
 let repositoryRoot: URL = {
     var url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
