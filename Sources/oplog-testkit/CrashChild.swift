@@ -15,12 +15,15 @@ struct CrashChild: AsyncParsableCommand {
     @Option var documents: Int = 4
     @Option var patches: Int = 4_000
     @Option var durability: String = "full"
+    /// Keep a change feed (the feed's crash test).
+    @Flag var feed = false
 
     func run() async throws {
         guard let mode = Durability(rawValue: durability), (1...64).contains(documents) else { throw ValidationError("bad arguments") }
         var options = StoreOptions()
         options.durability = mode
         options.journalApplyBytes = 1 << 20
+        if feed { options.feedRetentionBytes = 64 << 20 }
         let store = try await OpLogStore.open(directory: storeOption.store, options: options)
         var policy = CompactionPolicy()
         policy.snapshotEveryOps = 150

@@ -107,6 +107,19 @@ public enum FuzzDecode {
         case .appliedSequence:
             guard let sequence = try? AppliedSequenceRecord.decode(bytes) else { return }
             try fuzzCheck(AppliedSequenceRecord.encode(sequence) == bytes, "applied sequence does not re-encode to its bytes")
+        case .feedChange:
+            guard let (time, events) = try? FeedChangeRecord.decode(bytes) else { return }
+            guard let encoded = try? FeedChangeRecord.encode(committedAt: time, events: events) else {
+                throw FuzzFinding("a decoded feed record does not re-encode")
+            }
+            try fuzzCheck(
+                (try? FeedChangeRecord.decode(encoded)).map { $0.0 == time && $0.1 == events } == true, "feed record does not round-trip")
+        case .feedCursor:
+            guard let position = try? FeedCursorRecord.decode(bytes) else { return }
+            try fuzzCheck(FeedCursorRecord.encode(position) == bytes, "cursor record does not re-encode to its bytes")
+        case .feedState:
+            guard let state = try? FeedStateRecord.decode(bytes) else { return }
+            try fuzzCheck(state.encode() == bytes, "feed state does not re-encode to its bytes")
         case .lineage:
             guard let lineage = try? LineageRecord.decode(bytes) else { return }
             try fuzzCheck(LineageRecord.encode(lineage) == bytes, "lineage record does not re-encode to its bytes")

@@ -28,9 +28,33 @@ package enum ChangeCoding {
     }
 
     static func encode(_ change: Change) throws(OpLogError) -> [UInt8] {
+        let raw = try encodeBody(change.events)
+        guard raw.count <= Limits.changeBytesMax else {
+            throw .limitExceeded(.changeBytes, value: raw.count, maximum: Limits.changeBytesMax)
+        }
+        var codec = Codec.raw
+        var stored = raw
+        if raw.count >= RecordFrame.compressionThresholdBytes {
+            do {
+                let compressed = try Zlib.compress(raw, level: 1)
+                // Keep raw unless compression saves at least 1/16, as record frames do.
+                if compressed.count + raw.count / 16 < raw.count {
+                    codec = .zlib
+                    stored = compressed
+                }
+            } catch {
+                throw OpLogError(error)
+            }
+        }
+        return encodeFrame(
+            lineage: change.position.lineage, sequence: change.position.sequence, codec: codec, stored: stored, rawLength: raw.count)
+    }
+
+    /// The body: the events alone (also the body of a feed record, FORMAT.md "The change feed").
+    package static func encodeBody(_ events: [ChangeEvent]) throws(OpLogError) -> [UInt8] {
         var body = ByteWriter(capacity: 256)
-        body.varint(UInt64(change.events.count))
-        for event in change.events {
+        body.varint(UInt64(events.count))
+        for event in events {
             try check(event)
             switch event {
             case .appended(let document, let ops):
@@ -62,26 +86,7 @@ package enum ChangeCoding {
                 body.varint(epoch)
             }
         }
-        let raw = body.bytes
-        guard raw.count <= Limits.changeBytesMax else {
-            throw .limitExceeded(.changeBytes, value: raw.count, maximum: Limits.changeBytesMax)
-        }
-        var codec = Codec.raw
-        var stored = raw
-        if raw.count >= RecordFrame.compressionThresholdBytes {
-            do {
-                let compressed = try Zlib.compress(raw, level: 1)
-                // Keep raw unless compression saves at least 1/16, as record frames do.
-                if compressed.count + raw.count / 16 < raw.count {
-                    codec = .zlib
-                    stored = compressed
-                }
-            } catch {
-                throw OpLogError(error)
-            }
-        }
-        return encodeFrame(
-            lineage: change.position.lineage, sequence: change.position.sequence, codec: codec, stored: stored, rawLength: raw.count)
+        return body.bytes
     }
 
     /// The header and an already-encoded body, with its checksum (also used by the fuzzer).
@@ -186,12 +191,17 @@ package enum ChangeCoding {
         case nil:
             throw DecodeError("unknown codec \(codecByte)")
         }
+        return Change(position: ChangePosition(unchecked: lineage, sequence: sequence), events: try decodeBody(body))
+    }
+
+    /// The events of a body (`encodeBody`).
+    package static func decodeBody(_ body: [UInt8]) throws(DecodeError) -> [ChangeEvent] {
         var events: [ChangeEvent] = []
         var input = ByteReader(body)
         let count = try input.boundedVarint(maximum: input.remaining / 2, what: "event count")
         for _ in 0..<count { events.append(try event(&input)) }
         try input.expectEnd("change")
-        return Change(position: ChangePosition(unchecked: lineage, sequence: sequence), events: events)
+        return events
     }
 
     private static func event(_ reader: inout ByteReader) throws(DecodeError) -> ChangeEvent {

@@ -8,12 +8,16 @@ package enum JournalEntry: Equatable, Sendable {
     case truncate(document: DocumentID, floor: Revision)
     /// The fencing scope's epoch rose to `epoch` (format version 3).
     case epoch(scope: FencingScope, epoch: UInt64)
+    /// The record's position is that of a commit made to LMDB directly (format version 3): a
+    /// snapshot put or deletion, or a document deletion. The record changes nothing itself; it
+    /// holds the change feed's position for that commit (FORMAT.md, "The change feed").
+    case marker(MarkedCommit)
 
     /// The document the entry changes (none for an epoch).
     package var document: DocumentID? {
         switch self {
         case .ops(let document, _), .truncate(let document, _): return document
-        case .epoch: return nil
+        case .epoch, .marker: return nil
         }
     }
 
@@ -22,6 +26,19 @@ package enum JournalEntry: Equatable, Sendable {
         if case .ops(_, let ops) = self { return ops }
         return []
     }
+}
+
+/// A commit made to LMDB directly, which a journal record marks with its position.
+package struct MarkedCommit: Equatable, Sendable {
+    package enum Kind: UInt8, Sendable {
+        case snapshotPut = 3
+        case snapshotDeleted = 4
+        case documentDeleted = 5
+    }
+    package var kind: Kind
+    package var document: DocumentID
+    /// The snapshot's revision; 0 for a document deletion.
+    package var revision: Revision
 }
 
 /// A group commit: every entry of one journal record became durable with one sync.
@@ -60,6 +77,8 @@ package enum JournalCoding {
     package static let entryTruncate: UInt8 = 2
     /// Since format version 3: a fencing scope's epoch rose.
     package static let entryEpoch: UInt8 = 3
+    /// Since format version 3: a direct commit's position.
+    package static let entryMarker: UInt8 = 4
 
     package static func encodeFileHeader(baseSequence: UInt64, slot: UInt32, version: UInt32 = version) -> [UInt8] {
         assert(version == legacyVersion ? slot == 0 : slot < 2, "journal slot \(slot) in a version \(version) header")
@@ -120,6 +139,11 @@ package enum JournalCoding {
                 writer.u8(entryEpoch)
                 writer.lengthPrefixed(Array(scope.name.utf8))
                 writer.varint(epoch)
+            case .marker(let commit):
+                writer.u8(entryMarker)
+                writer.u8(commit.kind.rawValue)
+                writer.lengthPrefixed(commit.document.utf8)
+                writer.varint(commit.revision)
             }
         }
         return writer.bytes
@@ -139,6 +163,17 @@ package enum JournalCoding {
                 let epoch = try reader.varint()
                 guard epoch >= 1 else { throw DecodeError("journal epoch entry with epoch 0") }
                 entries.append(.epoch(scope: scope, epoch: epoch))
+                continue
+            }
+            if kind == entryMarker {
+                guard let commitKind = MarkedCommit.Kind(rawValue: try reader.u8()) else { throw DecodeError("unknown marker kind") }
+                let id = try reader.lengthPrefixed(maximum: Limits.documentIDBytesMax, what: "document ID length")
+                guard let document = DocumentID(keyBytes: id[...]) else { throw DecodeError("journal marker has an invalid document ID") }
+                let revision = try reader.varint()
+                guard (commitKind == .documentDeleted) == (revision == 0) else {
+                    throw DecodeError("journal marker of kind \(commitKind) with revision \(revision)")
+                }
+                entries.append(.marker(MarkedCommit(kind: commitKind, document: document, revision: revision)))
                 continue
             }
             let idBytes = try reader.lengthPrefixed(maximum: Limits.documentIDBytesMax, what: "document ID length")

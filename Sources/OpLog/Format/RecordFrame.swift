@@ -12,6 +12,12 @@ package enum RecordKind: UInt8, Sendable, CaseIterable {
     case fencingEpoch = 7
     /// The store's lineage (format version 3).
     case lineage = 8
+    /// One change of the feed's history (format version 4).
+    case feedChange = 9
+    /// The feed's retained range and bytes (format version 4).
+    case feedState = 10
+    /// A consumer's saved feed position (format version 4).
+    case feedCursor = 11
 }
 
 /// How a frame's body is stored.

@@ -3,9 +3,11 @@
 
 /// The current on-disk format version, recorded in the `meta` database under `format`.
 /// Version 2: the journal is two recycled slot files (FORMAT.md, "Journal"); LMDB's records are
-/// as in version 1. Version 3 adds fencing epochs: the `epochs` database and journal entry kind 3.
-/// A writable open upgrades a version 1 or 2 store; a read-only open reads them as they are.
-package let formatVersion: UInt32 = 3
+/// as in version 1. Version 3 adds fencing epochs: the `epochs` database and journal entry kind 3,
+/// and the lineage. Version 4 adds the change feed: the `feed` and `cursors` databases, `meta/feed`
+/// and journal entry kind 4 (markers). A writable open upgrades a version 1, 2 or 3 store; a
+/// read-only open reads them as they are.
+package let formatVersion: UInt32 = 4
 
 /// A run of ops with consecutive revisions, encoded back to back. Shared by op chunks (LMDB) and
 /// journal entries. Server times are delta-encoded (they never decrease within a document) and client
@@ -347,6 +349,31 @@ package enum LineageRecord {
     }
 }
 
+/// `meta` database, key `feed` (format version 4): what the `feed` database retains. Absent
+/// until the first feed record is written.
+///
+///     u64 oldest retained sequence | u64 stored bytes of the feed records
+package struct FeedStateRecord: Equatable, Sendable {
+    package var oldest: UInt64
+    package var bytes: UInt64
+    package static let encodedBytes = 16
+
+    package func encode() -> [UInt8] {
+        var writer = ByteWriter(capacity: Self.encodedBytes)
+        writer.u64(oldest)
+        writer.u64(bytes)
+        return writer.bytes
+    }
+
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> FeedStateRecord {
+        var reader = ByteReader(body)
+        let record = FeedStateRecord(oldest: try reader.u64(), bytes: try reader.u64())
+        try reader.expectEnd("feed state record")
+        guard record.oldest >= 1 else { throw DecodeError("feed state with oldest sequence 0") }
+        return record
+    }
+}
+
 /// `epochs` database value (format version 3), under the scope's UTF-8 name: the scope's fencing
 /// epoch, which only ever rises.
 ///
@@ -384,5 +411,57 @@ package enum AppliedSequenceRecord {
         let value = try reader.u64()
         try reader.expectEnd("applied-sequence record")
         return value
+    }
+}
+
+/// `feed` database value (format version 4), under the position's sequence (u64 big-endian): when
+/// the change was committed, then its events as in a `Change` body.
+///
+///     i64 committed at (ms, the store's clock) | change body (FORMAT.md, "Change encoding")
+package enum FeedChangeRecord {
+    package static func encode(committedAt: Int64, events: [ChangeEvent]) throws(OpLogError) -> [UInt8] {
+        var writer = ByteWriter(capacity: 64)
+        writer.u64(UInt64(bitPattern: committedAt))
+        writer.bytes(try ChangeCoding.encodeBody(events))
+        return writer.bytes
+    }
+
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> (committedAt: Int64, events: [ChangeEvent]) {
+        guard body.count >= 8 else { throw DecodeError("feed record of \(body.count) bytes") }
+        var reader = ByteReader(Array(body[0..<8]))
+        let committedAt = Int64(bitPattern: try reader.u64())
+        return (committedAt, try ChangeCoding.decodeBody(Array(body[8...])))
+    }
+
+    /// Only the commit time (retention by age reads no more).
+    package static func committedAt(_ body: [UInt8]) throws(DecodeError) -> Int64 {
+        guard body.count >= 8 else { throw DecodeError("feed record of \(body.count) bytes") }
+        var reader = ByteReader(Array(body[0..<8]))
+        return Int64(bitPattern: try reader.u64())
+    }
+}
+
+/// `cursors` database value (format version 4), under the consumer's UTF-8 name: its saved feed
+/// position.
+///
+///     bytes(16) lineage | u64 sequence (≥ 1)
+package enum FeedCursorRecord {
+    package static let encodedBytes = 24
+
+    package static func encode(_ position: ChangePosition) -> [UInt8] {
+        var writer = ByteWriter(capacity: encodedBytes)
+        writer.bytes(position.lineage.bytes)
+        writer.u64(position.sequence)
+        return writer.bytes
+    }
+
+    package static func decode(_ body: [UInt8]) throws(DecodeError) -> ChangePosition {
+        guard body.count == encodedBytes else { throw DecodeError("cursor record of \(body.count) bytes, expected \(encodedBytes)") }
+        var reader = ByteReader(Array(body[16...]))
+        let sequence = try reader.u64()
+        guard sequence >= 1, let lineage = StoreLineage(bytes: Array(body[0..<16])) else {
+            throw DecodeError("cursor record with sequence \(sequence)")
+        }
+        return ChangePosition(unchecked: lineage, sequence: sequence)
     }
 }

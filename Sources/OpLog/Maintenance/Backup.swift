@@ -13,6 +13,10 @@ public struct BackupReport: Sendable {
     public var journalRecords: Int
     /// Ops in the copied journal records.
     public var journalOps: Int
+    /// The change-feed position the copy holds everything up to (its last journal sequence, with
+    /// the store's lineage, which the copy keeps); nil for a store without changes. A copy used
+    /// to seed a consumer or a follower resumes the feed after it (README, "Resynchronising").
+    public var position: ChangePosition?
 }
 
 extension Maintenance {
@@ -35,7 +39,7 @@ extension Maintenance {
                 try tables.environment.copy(to: destination, compact: compact)
                 // mdb_env_copy2 creates the file 0666 less the umask: make it as private as the store's.
                 try File.setPermissions(destination + "/" + StoreDirectory.dataFileName, options.filePermissions)
-                let applied = try Self.appliedSequence(ofCopyIn: destination)
+                let (applied, lineage) = try Self.appliedSequence(ofCopyIn: destination)
                 let contents = try Journal.read(directory: directory, strict: options.durability == .full)
                 guard contents.baseSequence <= applied + 1 else { continue }
                 let records = contents.records.filter { $0.sequence > applied }
@@ -50,6 +54,7 @@ extension Maintenance {
                 try data.synchronize()
                 data.close()
                 try File.synchronizeDirectory(destination)
+                let last = records.last?.sequence ?? applied
                 return BackupReport(
                     dataFileBytes: File.sizeOf(destination + "/" + StoreDirectory.dataFileName) ?? 0,
                     journalBytes: Journal.fileBytes(in: destination),
@@ -60,7 +65,8 @@ extension Maintenance {
                                 if case .ops(_, let ops) = $1 { return $0 + ops.count }
                                 return $0
                             }
-                    })
+                    },
+                    position: lineage.flatMap { last >= 1 ? ChangePosition(unchecked: $0, sequence: last) : nil })
             }
             throw OpLogError.storage(
                 StorageFailure(
@@ -71,11 +77,11 @@ extension Maintenance {
         }
     }
 
-    private static func appliedSequence(ofCopyIn directory: String) throws -> UInt64 {
+    private static func appliedSequence(ofCopyIn directory: String) throws -> (UInt64, StoreLineage?) {
         var options = StoreOptions()
         options.readOnly = true
         let tables = try StoreTables.open(directory: directory, options: options, mapSizeBytes: 1 << 20)
         defer { tables.environment.close() }
-        return try tables.read { txn in try tables.readAppliedSequence(txn) }
+        return try tables.read { txn in (try tables.readAppliedSequence(txn), try tables.readLineage(txn)) }
     }
 }

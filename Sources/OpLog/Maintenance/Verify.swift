@@ -32,6 +32,8 @@ public struct VerificationReport: Sendable {
     public var dedupeRecordsChecked = 0
     /// Fencing epoch records checked.
     public var epochRecordsChecked = 0
+    /// Change-feed records checked.
+    public var feedRecordsChecked = 0
     /// Conditions that are not damage but deserve attention (files readable by other users).
     public var warnings: [String] = []
     /// No problem found.
@@ -127,9 +129,29 @@ extension Maintenance {
                     }
                 }
             }
+            if let feed = tables.feed {
+                var expected: UInt64?
+                try scan(feed, progress: progress) { entry in
+                    report.feedRecordsChecked += 1
+                    do {
+                        let (sequence, _, _) = try StoreTables.decodeFeedChange(entry)
+                        if let expected, sequence != expected {
+                            report.problems.append(
+                                VerificationProblem(
+                                    location: CorruptionLocation(area: "feed", revision: expected),
+                                    detail: "feed records skip from \(expected) to \(sequence)"))
+                        }
+                        expected = sequence + 1
+                    } catch {
+                        report.problems.append(problem(OpLogError(mapping: error), fallback: CorruptionLocation(area: "feed")))
+                    }
+                }
+            }
             let lineageMissing = try tables.environment.read { (txn: borrowing ReadTransaction) in
                 let format = try tables.readFormat(txn)
                 _ = try tables.readAppliedSequence(txn)
+                _ = try tables.readCursors(txn)
+                _ = try tables.readFeedState(txn)
                 return try tables.readLineage(txn) == nil && (format?.version ?? 0) >= 3
             }
             if lineageMissing {

@@ -15,6 +15,8 @@ struct StoreContext: Sendable {
     let tables: StoreTables
     let events: CommitEvents
     let metrics: StoreMetrics
+    /// The change feed's live end (see `FeedHub`).
+    let feed = FeedHub()
     var clock: any StoreClock { options.clock }
     var window: DedupeWindow { DedupeWindow(options: options) }
 }
@@ -43,6 +45,7 @@ final class Reader: Sendable {
     deinit { context.events.remove(subscriptionListener) }
 
     var tables: StoreTables { context.tables }
+    var feed: FeedHub { context.feed }
     var options: StoreOptions { context.options }
 
     /// Throws `closed` once the store is closed.

@@ -16,11 +16,18 @@ package struct StoreTables: Sendable {
     /// `epochs` (format version 3): fencing scope → its epoch. Nil in a read-only open of an older
     /// store, which has no epochs.
     package let epochs: Database?
+    /// `feed` (format version 4): journal sequence (u64 big-endian) → the change at that position.
+    /// Nil in a read-only open of an older store.
+    package let feed: Database?
+    /// `cursors` (format version 4): consumer name → its saved feed position. Nil in a read-only
+    /// open of an older store.
+    package let cursors: Database?
 
     package static let formatKey = Array("format".utf8)
     package static let appliedKey = Array("applied".utf8)
     package static let lineageKey = Array("lineage".utf8)
-    package static let names = ["meta", "documents", "ops", "snapshots", "dedupe", "epochs"]
+    package static let feedStateKey = Array("feed".utf8)
+    package static let names = ["meta", "documents", "ops", "snapshots", "dedupe", "epochs", "feed", "cursors"]
 
     package static func open(directory: String, options: StoreOptions, mapSizeBytes: Int) throws(OpLogError) -> StoreTables {
         var configuration = EnvironmentConfiguration(mapSizeBytes: mapSizeBytes)
@@ -40,7 +47,9 @@ package struct StoreTables: Sendable {
                 ops: try environment.openDatabase(named: "ops", create: create),
                 snapshots: try environment.openDatabase(named: "snapshots", create: create),
                 dedupe: try environment.openDatabase(named: "dedupe", create: create),
-                epochs: try openEpochs(environment, create: create))
+                epochs: try openIfPresent("epochs", environment, create: create),
+                feed: try openIfPresent("feed", environment, create: create),
+                cursors: try openIfPresent("cursors", environment, create: create))
         } catch let error as StorageError where error.isMissingDatabase {
             environment.close()
             // Next to a journal, data.mdb was an OpLog store's: its main database is damaged.
@@ -56,9 +65,9 @@ package struct StoreTables: Sendable {
         }
     }
 
-    /// The `epochs` database; nil when a read-only open finds a store from before format version 3.
-    private static func openEpochs(_ environment: Environment, create: Bool) throws -> Database? {
-        do { return try environment.openDatabase(named: "epochs", create: create) } catch let error as StorageError
+    /// A database of format version 3 or 4; nil when a read-only open finds a store from before it.
+    private static func openIfPresent(_ name: String, _ environment: Environment, create: Bool) throws -> Database? {
+        do { return try environment.openDatabase(named: name, create: create) } catch let error as StorageError
             where error.isMissingDatabase && !create
         {
             return nil
@@ -86,6 +95,83 @@ package struct StoreTables: Sendable {
         try txn.put(
             epochs, key: key,
             value: RecordFrame.encode(kind: .fencingEpoch, codec: .raw, key: key, stored: body, rawLength: body.count))
+    }
+
+    /// The key of the feed record at `sequence`: big-endian, so LMDB's order is the feed's.
+    package static func feedKey(_ sequence: UInt64) -> [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: sequence >> (56 - 8 * $0)) }
+    }
+
+    package static func feedSequence(_ key: [UInt8]) -> UInt64? {
+        guard key.count == 8 else { return nil }
+        return key.reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    package func readFeedState(_ txn: borrowing some ReadableTransaction & ~Copyable) throws -> FeedStateRecord? {
+        let location = CorruptionLocation(area: "meta")
+        guard let value = try txn.get(meta, key: Self.feedStateKey) else {
+            // The state is written with every feed record: records without it mean its key was damaged.
+            if let feed, try txn.entryCount(feed) > 0 {
+                throw OpLogError.corruption(location, detail: "feed records exist but meta/feed is missing (damaged key?)")
+            }
+            return nil
+        }
+        let body = try Self.decodeFrame(value, key: Self.feedStateKey, kind: .feedState, location: location)
+        do { return try FeedStateRecord.decode(body) } catch { throw OpLogError.corruption(location, detail: error.description) }
+    }
+
+    package func writeFeedState(_ txn: borrowing WriteTransaction, _ state: FeedStateRecord) throws {
+        try txn.put(
+            meta, key: Self.feedStateKey,
+            value: RecordFrame.encode(
+                kind: .feedState, codec: .raw, key: Self.feedStateKey, stored: state.encode(), rawLength: FeedStateRecord.encodedBytes))
+    }
+
+    /// Decodes the feed record `entry` (its key checked against its frame).
+    package static func decodeFeedChange(
+        _ entry: Entry
+    ) throws(OpLogError) -> (sequence: UInt64, committedAt: Int64, events: [ChangeEvent]) {
+        let (sequence, body) = try feedBody(entry)
+        do {
+            let (committedAt, events) = try FeedChangeRecord.decode(body)
+            return (sequence, committedAt, events)
+        } catch {
+            throw .corruption(CorruptionLocation(area: "feed", revision: sequence), detail: error.description)
+        }
+    }
+
+    /// The commit time of the feed record `entry` (checked whole, decoded no further).
+    package static func feedCommitTime(_ entry: Entry) throws(OpLogError) -> Int64 {
+        let (sequence, body) = try feedBody(entry)
+        do { return try FeedChangeRecord.committedAt(body) } catch {
+            throw .corruption(CorruptionLocation(area: "feed", revision: sequence), detail: error.description)
+        }
+    }
+
+    private static func feedBody(_ entry: Entry) throws(OpLogError) -> (UInt64, [UInt8]) {
+        let sequence = feedSequence(entry.key)
+        let location = CorruptionLocation(area: "feed", revision: sequence)
+        guard let sequence else { throw .corruption(location, detail: "a feed key is not 8 bytes") }
+        return (sequence, try decodeFrame(entry.value, key: entry.key, kind: .feedChange, location: location))
+    }
+
+    /// Every saved consumer position, by name.
+    package func readCursors(_ txn: borrowing some ReadableTransaction & ~Copyable) throws -> [String: ChangePosition] {
+        guard let cursors else { return [:] }
+        return try txn.withCursor(cursors) { cursor in
+            var found: [String: ChangePosition] = [:]
+            var entry = try cursor.first()
+            while let current = entry {
+                let name = String(decoding: current.key, as: UTF8.self)
+                let location = CorruptionLocation(area: "cursors")
+                let body = try Self.decodeFrame(current.value, key: current.key, kind: .feedCursor, location: location)
+                do { found[name] = try FeedCursorRecord.decode(body) } catch {
+                    throw OpLogError.corruption(location, detail: "consumer '\(name)': \(error)")
+                }
+                entry = try cursor.next()
+            }
+            return found
+        }
     }
 
     /// What a failure to open LMDB means for a store directory.

@@ -63,6 +63,13 @@ public enum Limits {
     /// Raw body bytes of one encoded `Change`: room for the largest snapshot with its document ID,
     /// and for the largest journal record. Decoders refuse more.
     public static let changeBytesMax = recordBodyBytesMax
+    /// Changes a feed iterator reads from the store per step.
+    public static let feedBatchChanges = 256
+    /// Named consumer positions a store keeps (`savePosition(_:for:)`): each one can hold the
+    /// feed's history back, so their number is bounded; `feedRetentionBytesMax` bounds their cost.
+    public static let feedConsumersMax = 64
+    /// Bytes of a consumer's name (UTF-8): an LMDB key.
+    public static let feedConsumerNameBytesMax = 128
     /// Applied fencing epochs the writer keeps in memory; past this the cache is dropped and
     /// epochs are read from LMDB again (journaled ones are always in memory).
     static let fencingEpochsCachedMax = 65_536
@@ -138,6 +145,7 @@ public enum Limits {
             && documentIDBytesMax + 9 <= 511  // LMDB's default maximum key size
             && fencingScopeBytesMax >= documentIDBytesMax && fencingScopeBytesMax <= 511
             && fencingEpochsCachedMax >= 1
+            && feedConsumersMax >= 1 && feedConsumerNameBytesMax <= 511  // LMDB's default maximum key size
             && snapshotBytesMax + documentIDBytesMax + 64 <= changeBytesMax && journalRecordBytesMax <= changeBytesMax
             && dedupeEntriesPerRecord * 17 + 32 < 2_000  // inside a leaf page of 4 KiB
             && replayBatchOps <= readOpsMax && subscriptionCatchUpOps <= readOpsMax
@@ -155,6 +163,8 @@ public enum LimitName: String, Sendable, Equatable {
     case documentIDBytes, authorBytes, payloadBytes, opsPerAppend, opsPerBatch, documentsPerBatch, batchPayloadBytes
     /// `Limits.fencingScopeBytesMax`.
     case fencingScopeBytes
+    /// `Limits.feedConsumersMax`, `feedConsumerNameBytesMax`.
+    case feedConsumers, feedConsumerNameBytes
     /// `Limits.changeBytesMax`.
     case changeBytes
     /// `Limits.snapshotBytesMax`, `readOpsMax`, `listDocumentsMax`.

@@ -42,6 +42,13 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Bytes given to `Change(decoding:)` are not a change this build can read: cut short, damaged
     /// (the checksum), of a newer encoding version, or breaking its rules. `detail` says which.
     case undecodableChange(detail: String)
+    /// A change-feed position of another store's history.
+    case foreignLineage(expected: StoreLineage, found: StoreLineage)
+    /// A change-feed position older than the feed retains: `oldest` is the first position it
+    /// still holds. Resynchronise from the documents, then follow the feed from a fresh position.
+    case belowRetention(requested: UInt64, oldest: UInt64)
+    /// A change-feed position the store has not reached: `latest` is its newest.
+    case beyondFeed(requested: UInt64, latest: UInt64)
     /// The mutation's fencing epoch is below its scope's: another owner took over. Nothing was written.
     case staleEpoch(scope: FencingScope, epoch: UInt64, current: UInt64)
     /// The mutation carries no fencing epoch, but its scope has one. Nothing was written.
@@ -107,6 +114,12 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
             return "duplicate in batch for document '\(document)': \(detail)"
         case .undecodableChange(let detail):
             return "not a decodable change: \(detail)"
+        case .foreignLineage(let expected, let found):
+            return "change position of lineage \(found), this store's lineage is \(expected)"
+        case .belowRetention(let requested, let oldest):
+            return "change position \(requested) is older than the feed retains (oldest: \(oldest))"
+        case .beyondFeed(let requested, let latest):
+            return "change position \(requested) is beyond the feed's newest, \(latest)"
         case .staleEpoch(let scope, let epoch, let current):
             return "epoch \(epoch) is stale for fencing scope '\(scope)', which is at epoch \(current); nothing written"
         case .epochRequired(let scope, let current):

@@ -78,6 +78,43 @@ extension OpLogStore {
         try reader.lineage()
     }
 
+    /// Every change of the store after `position`, in position order, each once: the retained
+    /// history first, then live (FORMAT.md, "The change feed"). `nil` starts at the oldest retained
+    /// position. A change is one group commit (all its documents), one snapshot put or deletion,
+    /// or one document deletion. Only durable changes are delivered: in `full`, at their
+    /// acknowledgement; in the weaker modes, at the next journal sync (an apply, a snapshot,
+    /// `checkpoint()`, close). The sequence ends when the store closes; in a read-only store, at the
+    /// end of its history.
+    /// - Throws: `foreignLineage` for a position of another store; `beyondFeed` for one the store
+    ///   has not reached; `belowRetention` (with the oldest position kept) when the feed no longer
+    ///   holds what follows it (`StoreOptions.feedRetentionBytes`); `closed`.
+    public func changes(after position: ChangePosition? = nil) throws(OpLogError) -> ChangeFeed {
+        try checkOpen()
+        return ChangeFeed(reader: reader, after: try reader.feedStart(after: position))
+    }
+
+    /// The consumer's saved position (`savePosition(_:for:)`); nil if it has none.
+    /// - Throws: `corruption`; `closed`.
+    public func savedPosition(for consumer: String) throws(OpLogError) -> ChangePosition? {
+        try checkOpen()
+        return try savedPositions()[consumer]
+    }
+
+    /// Every saved consumer position, by consumer name.
+    /// - Throws: `corruption`; `closed`.
+    public func savedPositions() throws(OpLogError) -> [String: ChangePosition] {
+        try checkOpen()
+        return try reader.tables.read { txn in try reader.tables.readCursors(txn) }
+    }
+
+    /// The newest position of the change feed; nil before the first change.
+    public func latestPosition() throws(OpLogError) -> ChangePosition? {
+        try checkOpen()
+        guard let lineage = try lineage() else { return nil }
+        let latest = reader.feed.isActive ? reader.feed.publishedThrough : try reader.newestFeedPosition()
+        return latest == 0 ? nil : ChangePosition(unchecked: lineage, sequence: latest)
+    }
+
     /// Live subscriptions (for figures and tests).
     public var subscriberCount: Int { reader.subscriptions.count }
 

@@ -111,10 +111,11 @@ extension OpLogStore {
             throw .limitExceeded(.snapshotBytes, value: bytes.count, maximum: Limits.snapshotBytesMax)
         }
         let writer = try requireWriter()
+        let createdAt = options.clock.now
         let frame = try Writer.snapshotFrame(
-            bytes, of: document, at: revision, createdAt: options.clock.now,
-            compressionLevel: options.compressionLevel)
-        try await writer.submit { .putSnapshot(document: document, revision: revision, frame: frame, epoch: epoch, continuation: $0) }
+            bytes, of: document, at: revision, createdAt: createdAt, compressionLevel: options.compressionLevel)
+        let snapshot = SnapshotWrite(frame: frame, bytes: bytes, createdAtMilliseconds: createdAt)
+        try await writer.submit { .putSnapshot(document: document, revision: revision, snapshot: snapshot, epoch: epoch, continuation: $0) }
     }
 
     /// Deletes the snapshot at `revision`. Refused (`snapshotProtected`) for the one at `floor - 1`.
@@ -136,6 +137,37 @@ extension OpLogStore {
     ///   - epoch: the owner's fencing epoch, as for `putSnapshot`. The scope's epoch outlives the document.
     public func deleteDocument(_ document: DocumentID, epoch: UInt64? = nil) async throws(OpLogError) {
         try await requireWriter().submit { .deleteDocument(document: document, epoch: epoch, continuation: $0) }
+    }
+
+    /// Saves `position` as the consumer's, durably: the feed's history keeps every change after the
+    /// slowest saved position (within `StoreOptions.feedRetentionBytesMax`), so a consumer that
+    /// saves where it got to and restarts from `savedPosition(for:)` misses nothing. Saving the
+    /// position of the last change a consumer has processed, after processing it, gives
+    /// exactly-once processing to a consumer whose effects are idempotent or saved with it.
+    /// - Throws: `limitExceeded` (`feedConsumers`, `feedConsumerNameBytes`); `invalidArgument` for
+    ///   an empty name or a store without a feed; `foreignLineage`; `beyondFeed`;
+    ///   `belowRetention`; `readOnly`; `closed`.
+    /// - Parameters:
+    ///   - position: where the consumer got to (the last change it processed).
+    ///   - consumer: its name, 1 ... `Limits.feedConsumerNameBytesMax` bytes of UTF-8.
+    public func savePosition(_ position: ChangePosition, for consumer: String) async throws(OpLogError) {
+        try Self.checkConsumerName(consumer)
+        try await requireWriter().submit { .savePosition(consumer: consumer, position: position, continuation: $0) }
+    }
+
+    /// Forgets a consumer's saved position: the history it held back may go at the next apply.
+    /// Removing an unknown name does nothing.
+    /// - Throws: `invalidArgument`; `limitExceeded`; `readOnly`; `closed`.
+    public func removeSavedPosition(for consumer: String) async throws(OpLogError) {
+        try Self.checkConsumerName(consumer)
+        try await requireWriter().submit { .savePosition(consumer: consumer, position: nil, continuation: $0) }
+    }
+
+    static func checkConsumerName(_ consumer: String) throws(OpLogError) {
+        guard !consumer.isEmpty else { throw .invalidArgument("a consumer name must not be empty") }
+        guard consumer.utf8.count <= Limits.feedConsumerNameBytesMax else {
+            throw .limitExceeded(.feedConsumerNameBytes, value: consumer.utf8.count, maximum: Limits.feedConsumerNameBytesMax)
+        }
     }
 
     /// Moves everything journaled into LMDB now (it happens by itself every `journalApplyBytes`).

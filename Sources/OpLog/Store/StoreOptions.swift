@@ -48,6 +48,22 @@ public struct StoreOptions: Sendable {
     /// evicted least recently used and rebuilt from disk on demand. See `MemoryBudget` for what
     /// counts and what is bounded otherwise. Ignored when `sharedMemoryBudget` is set.
     public var memoryBudgetBytes: Int = 256 << 20
+    /// The change feed (`OpLogStore.changes(after:)`): nil (the default) keeps none; a size turns
+    /// it on and keeps at least that many stored bytes of history in LMDB (at least 64 KiB). At
+    /// each journal apply the oldest changes beyond it, or older than `feedRetentionMilliseconds`,
+    /// are removed, unless a saved consumer position (`OpLogStore.savePosition(_:for:)`) still
+    /// needs them; a consumer that falls further behind gets `belowRetention`. The history holds a
+    /// copy of every change, ops and snapshots included, so it adds about the op bytes again to
+    /// what each apply writes (README, "The change feed"). Turning the feed off, or on again,
+    /// starts its history over.
+    public var feedRetentionBytes: Int?
+    /// With the feed on, changes older than this (by the store's clock) leave the history at the
+    /// next apply, even within `feedRetentionBytes`; nil (the default): no age limit.
+    public var feedRetentionMilliseconds: Int64?
+    /// The feed's history never holds more stored bytes than this (1 GiB by default, at least
+    /// `feedRetentionBytes`), saved positions or not: an abandoned consumer cannot fill the disk.
+    /// A consumer whose saved position falls below gets `belowRetention`.
+    public var feedRetentionBytesMax: Int = 1 << 30
     /// One budget for several stores of this process (each store opened with the same instance);
     /// nil gives the store a budget of its own of `memoryBudgetBytes`.
     public var sharedMemoryBudget: MemoryBudget?
@@ -82,6 +98,9 @@ public struct StoreOptions: Sendable {
             if !condition { throw .invalidArgument(message) }
         }
         try require(mapSizeInitialBytes >= 1 << 20, "mapSizeInitialBytes must be at least 1 MiB")
+        try require((feedRetentionBytes ?? 64 << 10) >= 64 << 10, "feedRetentionBytes must be at least 64 KiB")
+        try require(feedRetentionBytesMax >= (feedRetentionBytes ?? 64 << 10), "feedRetentionBytesMax must be at least feedRetentionBytes")
+        try require((feedRetentionMilliseconds ?? 0) >= 0, "feedRetentionMilliseconds must not be negative")
         try require(mapSizeMaximumBytes >= mapSizeInitialBytes, "mapSizeMaximumBytes must be at least mapSizeInitialBytes")
         try require(
             reservedBytesForDeletion >= 0 && reservedBytesForDeletion < mapSizeMaximumBytes / 2,

@@ -78,9 +78,12 @@ extension Writer {
         do { lastSequence = try journal.seal(synchronize: options.durability != .full) } catch {
             throw poison("journal sync before an apply failed: \(error)")
         }
+        feedSynced()
+        let feed = feedRecords
+        feedRecords.removeAll(keepingCapacity: true)
         dirtyDocuments.removeAll(keepingCapacity: true)
         activeSlotHeldBytes = 0
-        return ApplyJob(lastSequence: lastSequence, views: views, journalBytes: journalBytes, epochs: epochs.seal())
+        return ApplyJob(lastSequence: lastSequence, views: views, journalBytes: journalBytes, epochs: epochs.seal(), feed: feed)
     }
 
     /// Writes a job's changes in one LMDB transaction. Runs on the applier's thread (or, from
@@ -98,6 +101,7 @@ extension Writer {
                     written[document] = try applyDocument(txn, document, view: view, window: window, deflater: deflater)
                 }
                 for (scope, epoch) in job.epochs { try tables.raiseEpoch(txn, scope, to: epoch) }
+                try writeFeed(txn, job.feed, deflater: deflater)
                 let appliedBody = AppliedSequenceRecord.encode(job.lastSequence)
                 try txn.put(
                     tables.meta, key: StoreTables.appliedKey,
@@ -123,6 +127,7 @@ extension Writer {
         reader.rebase(after: job, written: written, stillJournaled: dirtyDocuments)
         journal?.markApplied(through: job.lastSequence)
         epochs.sealedWereApplied()
+        context.feed.applied(through: job.lastSequence)
         journalBytes -= job.journalBytes
         assert(journalBytes >= 0, "unapplied journal bytes went negative")
         sealedJob = nil

@@ -42,7 +42,7 @@ extension Writer {
                 case .raiseEpoch(let scope, let epoch, _):
                     try stageEpochRaise(scope, to: epoch, epochs: &groupEpochs, entries: &entries)
                     outcomes.append(.success([]))
-                case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .close, .trimMemory, .readEpoch:
+                case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .savePosition, .close, .trimMemory, .readEpoch:
                     preconditionFailure("commitGroup given a request that is not journaled")
                 }
             } catch {
@@ -53,7 +53,8 @@ extension Writer {
         assert(outcomes.count == group.count && journaled.count == group.count, "one outcome per request")
         if !entries.isEmpty {
             do {
-                try writeJournalRecord(entries)
+                let sequence = try writeJournalRecord(entries)
+                feedJournaled(sequence, entries: entries, synced: options.durability == .full)
             } catch {
                 for index in group.indices where journaled[index] { outcomes[index] = .failure(error) }
                 resume(group, outcomes)
@@ -82,8 +83,9 @@ extension Writer {
         }
     }
 
-    /// Appends one journal record and syncs it (in the full durability mode).
-    private func writeJournalRecord(_ entries: [JournalEntry]) throws(OpLogError) {
+    /// Appends one journal record and syncs it (in the full durability mode, or with `sync`).
+    /// - Returns: its sequence, the change-feed position of what it holds.
+    func writeJournalRecord(_ entries: [JournalEntry], sync: Bool = false) throws(OpLogError) -> UInt64 {
         if journal == nil, let base = journalBaseToCreate {
             try replaceJournal(baseSequence: base)
         }
@@ -101,7 +103,7 @@ extension Writer {
         let syncStarted = DispatchTime.now().uptimeNanoseconds
         let fillBefore = journal.fillBytesWritten
         do throws(Journal.AppendFailure) {
-            try journal.append(frame.bytes, sync: options.durability == .full)
+            try journal.append(frame.bytes, sync: sync || options.durability == .full)
         } catch {
             switch error {
             case .noSpace(let cause):
@@ -125,6 +127,7 @@ extension Writer {
             counters.syncNanoseconds += syncNanoseconds
             counters.journalFillBytes += journal.fillBytesWritten - fillBefore
         }
+        return record.sequence
     }
 
     /// Makes a durable group visible: views first (read-after-acknowledge), then the event stream,
@@ -138,7 +141,7 @@ extension Writer {
                 switch entry {
                 case .ops(let document, let ops): return .appended(document: document, ops: ops)
                 case .truncate(let document, let floor): return .truncated(document: document, floor: floor)
-                case .epoch: return nil
+                case .epoch, .marker: return nil
                 }
             }.compactMap { $0 })
         let window = context.window

@@ -12,6 +12,8 @@ struct ApplyJob: Sendable {
     let journalBytes: Int
     /// Fencing epochs the sealed records raised.
     var epochs: [FencingScope: UInt64] = [:]
+    /// The change-feed positions of the sealed records.
+    var feed: [FeedRecord] = []
 }
 
 /// What an apply wrote per document: the new document record (for the views' rebase).

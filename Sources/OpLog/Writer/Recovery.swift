@@ -92,8 +92,8 @@ enum JournalRecovery {
                     }
                     view.floor = max(view.floor, floor)
                     view.pendingBytes = DocumentView.retainedBytes(of: view.pending, floor: view.floor)
-                case .epoch:
-                    preconditionFailure("an epoch entry names no document")
+                case .epoch, .marker:
+                    preconditionFailure("an epoch or marker entry names no document")
                 }
                 result.views[document] = view
             }
@@ -137,9 +137,18 @@ extension Writer {
         try measureSpace()
         var appliedNow = applied
         if let last = contents.records.last, last.sequence > applied {
+            // The journal keeps no commit time: recovered changes count their age from this open.
+            let now = options.clock.now
+            let feed = contents.records.filter { $0.sequence > applied }.map { record in
+                FeedRecord(
+                    sequence: record.sequence,
+                    events: record.entries.contains { if case .marker = $0 { return true } else { return false } }
+                        ? nil : Self.feedEvents(record.entries),
+                    committedAt: now)
+            }
             let job = ApplyJob(
                 lastSequence: last.sequence, views: reader.views(of: dirtyDocuments.sorted()), journalBytes: journalBytes,
-                epochs: views.epochs)
+                epochs: views.epochs, feed: feed)
             assert(job.views.count == dirtyDocuments.count, "a replayed document has no view")
             epochs.sealed = views.epochs
             if !views.epochs.isEmpty { epochs.anyRaised = true }
@@ -150,29 +159,42 @@ extension Writer {
         }
         if contents.version == JournalCoding.legacyVersion {
             try upgradeJournal(baseSequence: appliedNow + 1)
-            return
+        } else {
+            do { journal = try Journal.openForAppend(directory: context.directory, contents: contents, applied: appliedNow) } catch {
+                throw OpLogError(error)
+            }
+            try upgradeFormatRecord()
         }
-        do { journal = try Journal.openForAppend(directory: context.directory, contents: contents, applied: appliedNow) } catch {
-            throw OpLogError(error)
-        }
-        try upgradeFormatRecord()
+        // Everything the journal held is in LMDB now, its feed records included: the feed goes
+        // live from the next journal sequence.
+        let lineage = try tables.read { txn in try tables.readLineage(txn) }
+        guard let lineage else { throw .corruption(CorruptionLocation(area: "meta"), detail: "the store's lineage record is missing") }
+        let durableThrough = (journal?.nextSequence ?? appliedNow + 1) - 1
+        try resetDiscontinuousFeed(durableThrough: durableThrough)
+        if feedIsOn { context.feed.activate(lineage: lineage, durableThrough: durableThrough) }
     }
 
-    /// A version 2 store becomes version 3 by its format record alone: the open created the
-    /// `epochs` database, and version 2's journal and records are version 3's (FORMAT.md,
-    /// "Compatibility").
+    /// A version 2 or 3 store becomes version 4 by its format record alone (and, from version 2,
+    /// a new lineage): the open created the `epochs`, `feed` and `cursors` databases, and the
+    /// older versions' journal and records are version 4's (FORMAT.md, "The version record").
     private func upgradeFormatRecord() throws(OpLogError) {
         let upgraded = try writeGrowing { txn in
             guard var format = try tables.readFormat(txn) else {
                 throw OpLogError.corruption(CorruptionLocation(area: "meta"), detail: "the format record vanished during the open")
             }
-            guard format.version < formatVersion else {
-                // Version 3 writes its lineage with its format record: one without the other is damage.
+            // Version 3 on writes its lineage with its format record: one without the other is damage.
+            guard format.version < 3 else {
                 if try tables.readLineage(txn) == nil {
                     throw OpLogError.corruption(
                         CorruptionLocation(area: "meta"), detail: "the store's lineage record is missing (damaged key?)")
                 }
-                return false
+                if format.version == formatVersion { return false }
+                format.version = formatVersion
+                try txn.put(
+                    tables.meta, key: StoreTables.formatKey,
+                    value: RecordFrame.encode(
+                        kind: .format, codec: .raw, key: StoreTables.formatKey, stored: format.encode(), rawLength: 20))
+                return true
             }
             if try tables.readLineage(txn) == nil { try tables.writeLineage(txn, StoreLineage.random()) }
             format.version = formatVersion

@@ -15,17 +15,27 @@ extension Reply where Value == Void {
 }
 
 /// A mutation waiting for the writer thread. Each carries the reply its caller waits for.
+/// A snapshot to store: its framed record (compressed in the caller's task) and, for the change
+/// feed, its bytes and time.
+struct SnapshotWrite: Sendable {
+    let frame: [UInt8]
+    let bytes: [UInt8]
+    let createdAtMilliseconds: Int64
+}
+
 enum WriteRequest: Sendable {
     case append(batch: [DocumentAppend], continuation: Reply<[AppendResult]>)
     case truncate(document: DocumentID, floor: Revision, epoch: UInt64?, continuation: Reply<Void>)
     /// Journaled like an append: the scope's epoch rises to `epoch`.
     case raiseEpoch(scope: FencingScope, epoch: UInt64, continuation: Reply<Void>)
-    case putSnapshot(document: DocumentID, revision: Revision, frame: [UInt8], epoch: UInt64?, continuation: Reply<Void>)
+    case putSnapshot(document: DocumentID, revision: Revision, snapshot: SnapshotWrite, epoch: UInt64?, continuation: Reply<Void>)
     case deleteSnapshot(document: DocumentID, revision: Revision, epoch: UInt64?, continuation: Reply<Void>)
     case deleteDocument(document: DocumentID, epoch: UInt64?, continuation: Reply<Void>)
     /// The scope's epoch as the writer holds it (under the turn, like every fencing decision).
     case readEpoch(scope: FencingScope, continuation: Reply<UInt64>)
     case checkpoint(continuation: Reply<Void>)
+    /// A consumer's feed position saved (or, nil, removed): a direct LMDB commit.
+    case savePosition(consumer: String, position: ChangePosition?, continuation: Reply<Void>)
     case close(continuation: Reply<Void>)
     /// Another store sharing the memory budget asks this one to hold at most this many bytes.
     case trimMemory(toAtMostBytes: Int)
@@ -55,7 +65,7 @@ enum WriteRequest: Sendable {
         case .append(_, let continuation): continuation.resume(throwing: error)
         case .truncate(_, _, _, let continuation), .raiseEpoch(_, _, let continuation), .putSnapshot(_, _, _, _, let continuation),
             .deleteSnapshot(_, _, _, let continuation), .deleteDocument(_, _, let continuation), .checkpoint(let continuation),
-            .close(let continuation):
+            .savePosition(_, _, let continuation), .close(let continuation):
             continuation.resume(throwing: error)
         case .readEpoch(_, let continuation): continuation.resume(throwing: error)
         case .trimMemory: break

@@ -45,6 +45,11 @@ final class Writer: @unchecked Sendable {
     var dedupe = DedupeCache()
     /// Fencing epochs: journaled, being applied, and a cache of applied ones.
     var epochs = FencingEpochs()
+    /// The change-feed positions of the active slot's records, for its apply.
+    var feedRecords: [FeedRecord] = []
+    /// Journaled changes not yet synced (the weaker durability modes): the feed gets them at the
+    /// next journal sync.
+    var unsyncedFeed: [Change] = []
     /// The budget the indexes count against: the store's own, or one shared by several stores.
     let memoryBudget: MemoryBudget
     /// This store's registration with `memoryBudget`.
@@ -280,8 +285,8 @@ final class Writer: @unchecked Sendable {
             continuation.resume(with: Result { () throws(OpLogError) in try currentEpoch(of: scope) })
             return
         }
-        if case .putSnapshot(let document, let revision, let frame, let epoch, let continuation) = request {
-            writeSnapshot(frame: frame, of: document, at: revision, epoch: epoch, reply: continuation)
+        if case .putSnapshot(let document, let revision, let snapshot, let epoch, let continuation) = request {
+            writeSnapshot(snapshot, of: document, at: revision, epoch: epoch, reply: continuation)
             return
         }
         // Snapshot deletions, document deletions and checkpoints commit to LMDB on this thread:
@@ -309,6 +314,8 @@ final class Writer: @unchecked Sendable {
             }
         case .checkpoint(let continuation):
             run(continuation) { () throws(OpLogError) in try applyJournal() }
+        case .savePosition(let consumer, let position, let continuation):
+            run(continuation) { () throws(OpLogError) in try saveFeedPosition(position, for: consumer) }
         case .append, .truncate, .raiseEpoch, .close, .putSnapshot, .trimMemory, .readEpoch:
             assertionFailure("runExclusive given a request the writer loop handles itself")
         }
@@ -325,6 +332,7 @@ final class Writer: @unchecked Sendable {
             tables.environment.close()
             lockFile.close()
         }
+        defer { context.feed.close() }
         if failure == nil {
             try applyJournal()
             if options.durability == .mayCorruptOnSystemCrash {

@@ -47,6 +47,10 @@ import Testing
         var epochs: [String: UInt64]?
         /// The store's lineage, hex (format version 3 on).
         var lineage: String?
+        /// The change feed (format version 4 on): the newest position LMDB's history holds, and
+        /// the saved consumer positions.
+        var feedAppliedThrough: UInt64?
+        var feedConsumers: [String: UInt64]?
         var notes: String
     }
 
@@ -107,6 +111,13 @@ import Testing
         try Self.check(reader, manifest, label: "\(name) read-only")
         // Before version 3 a store has no lineage until a writable open gives it one.
         #expect(try reader.lineage()?.description == manifest.lineage, "\(name): lineage of the read-only open")
+        if let through = manifest.feedAppliedThrough {
+            // A read-only open reads LMDB's history: consecutive positions up to the applied sequence.
+            var positions: [UInt64] = []
+            for try await change in try reader.changes() { positions.append(change.position.sequence) }
+            #expect(positions.last == through && positions == Array((positions.first ?? 1)...through), "\(name): feed history")
+            #expect(try reader.savedPositions().mapValues(\.sequence) == manifest.feedConsumers ?? [:], "\(name): saved positions")
+        }
         try await reader.close()
         try await withStore(dir.path, options: Self.options(clock: clock)) { store async throws in
             try Self.check(store, manifest, label: "\(name) writable")
@@ -261,6 +272,7 @@ import Testing
     static func writeStore(_ directory: String, copyTo destination: String) async throws -> Manifest {
         var options = StoreOptions()
         options.durability = .full
+        options.feedRetentionBytes = 64 << 20  // the fixture holds feed records and journal markers
         let a = EditingTrace.generated(seed: 31, patchCount: 3_300, computeEndContent: false)
         let b = EditingTrace.generated(seed: 32, patchCount: 600, computeEndContent: false)
         let u = EditingTrace.generated(seed: 33, patchCount: 200, computeEndContent: false)
@@ -281,6 +293,7 @@ import Testing
             _ = try await store.append(ops("deleted", j, 0..<10), to: deleted)
             try await store.deleteDocument(deleted)
             try await store.raiseEpoch(7, for: FencingScope("fixture-shard"))
+            try await store.savePosition(try #require(try store.latestPosition()), for: "fixture-consumer")
         }
         let store = try await OpLogStore.open(directory: directory, options: options)
         _ = try await store.append(ops("text-a", a, 3_000..<3_300), to: idA)
@@ -302,7 +315,18 @@ import Testing
             return result
         }
         let writtenAt = try await Self.newestServerTime(directory)
-        let lineage = try await withStore(directory, options: StoreOptions()) { store async throws in try store.lineage() }
+        // The copy's own LMDB history, read-only from a scratch copy (an open creates lock.mdb).
+        let scratch = TemporaryDirectory("oplog-fixture-scratch")
+        defer { scratch.remove() }
+        try FileManager.default.createDirectory(atPath: scratch.path, withIntermediateDirectories: true)
+        for file in files.keys { try FileManager.default.copyItem(atPath: destination + "/" + file, toPath: scratch.path + "/" + file) }
+        var readOnly = StoreOptions()
+        readOnly.readOnly = true
+        let (lineage, feedThrough, consumers) = try await withStore(scratch.path, options: readOnly) { store async throws in
+            var last: UInt64 = 0
+            for try await change in try store.changes() { last = change.position.sequence }
+            return (try store.lineage(), last, try store.savedPositions().mapValues(\.sequence))
+        }
         return Manifest(
             formatVersion: formatVersion, writtenBy: "OpLog format \(formatVersion) (FixtureTests.writeStore)",
             writtenAtMilliseconds: writtenAt, files: files,
@@ -321,11 +345,14 @@ import Testing
             ],
             epochs: ["fixture-shard": 7, "text-b": 3],
             lineage: lineage?.description,
+            feedAppliedThrough: feedThrough, feedConsumers: consumers,
             notes:
                 "text-a: chunks 2001...3000 applied, 3001...3300 in the journal, snapshots 1000 and 2000, ops 1...2000 "
                 + "truncated into dedupe records. text-b: 600 single-op appends applied, snapshot 300 and a truncation "
                 + "below 301 in the journal. ünïcode/é: one 200-op append. journal-only: exists only in the journal. "
-                + "deleted: created and deleted. Epochs: fixture-shard raised to 7 (applied), text-b to 3 with "
+                + "deleted: created and deleted (erased from the feed's history). The change feed is on: its history, "
+                + "markers and a saved consumer position are in the store. "
+                + "Epochs: fixture-shard raised to 7 (applied), text-b to 3 with "
                 + "its journaled truncation."
         )
     }

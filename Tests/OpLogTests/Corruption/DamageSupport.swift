@@ -28,8 +28,15 @@ enum DamageTemplate {
     /// The op ID of patch `index` of document `name` (stable, so retries can name them).
     static func opID(_ name: String, _ index: Int) -> OpID { CrashTests.opID(document: name, patchIndex: index) }
 
-    static func build(_ directory: String, smallDocuments: Int) async throws {
+    /// The template's options: the change feed on, so that its records are in the template too.
+    static func options() -> StoreOptions {
         var options = testOptions()
+        options.feedRetentionBytes = 64 << 20
+        return options
+    }
+
+    static func build(_ directory: String, smallDocuments: Int) async throws {
+        var options = options()
         options.mapSizeInitialBytes = 4 << 20
         try await withStore(directory, options: options) { store async throws in
             for (index, spec) in mainDocuments.enumerated() where spec.name != "big" {
@@ -46,6 +53,8 @@ enum DamageTemplate {
             // A fencing epoch record (format version 3), for a scope no document uses.
             try await store.raiseEpoch(3, for: FencingScope("damage-scope"))
             try await store.checkpoint()
+            // A saved consumer position (format version 4).
+            try await store.savePosition(try #require(try store.latestPosition()), for: "damage-consumer")
         }
     }
 

@@ -72,8 +72,8 @@ import Testing
         print(
             "record damage: \(figures.flips) flips (\(figures.valueFlips) in values, \(figures.keyFlips) in keys): "
                 + "\(figures.reportedByRead) reported by a read, \(figures.reportedByVerifyOnly) by verify only, "
-                    + "\(figures.vanished.values.reduce(0, +)) vanished records (key moved; reported by verify only; by "
-                        + "database \(figures.vanished.sorted { $0.key < $1.key })), \(figures.noEffect) no effect"
+                + "\(figures.vanished.values.reduce(0, +)) vanished records (key moved; reported by verify only; by "
+                + "database \(figures.vanished.sorted { $0.key < $1.key })), \(figures.noEffect) no effect"
         )
         #expect(figures.flips == flips)
     }
@@ -138,7 +138,7 @@ import Testing
     /// A failed open is the single answer `open`.
     static func readEverything(_ directory: String, writable: Bool) async throws -> [String: Result<String, any Error>] {
         var answers: [String: Result<String, any Error>] = [:]
-        var options = testOptions()
+        var options = DamageTemplate.options()
         options.readOnly = true
         options.logger.logLevel = .critical
         let store: OpLogStore
@@ -149,6 +149,17 @@ import Testing
             answers[name] = Result { try body() }
         }
         read("documents") { try store.documents().map(\.value).joined(separator: ",") }
+        read("saved positions") {
+            try store.savedPositions().sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        }
+        // The change feed's history (a read-only store's feed ends with it).
+        do {
+            var described: [String] = []
+            for try await change in try store.changes() { described.append("\(change.position.sequence):\(change.events)") }
+            answers["feed"] = .success(described.joined(separator: ";"))
+        } catch {
+            answers["feed"] = .failure(error)
+        }
         for name in DamageTemplate.documentNames(smallDocuments: smallDocuments) {
             let id = doc(name)
             let spec = DamageTemplate.mainDocuments.first { $0.name == name } ?? (name, 6, [], 1)
@@ -171,7 +182,7 @@ import Testing
 
     /// Retries op IDs the template accepted: truncated ones (dedupe records) and retained ones.
     static func retry(_ directory: String, into answers: inout [String: Result<String, any Error>]) async throws {
-        var options = testOptions()
+        var options = DamageTemplate.options()
         options.logger.logLevel = .critical
         let store: OpLogStore
         do { store = try await OpLogStore.open(directory: directory, options: options) } catch {
@@ -189,7 +200,7 @@ import Testing
     }
 
     static func verifyIsClean(_ directory: String) async throws -> Bool {
-        var options = testOptions()
+        var options = DamageTemplate.options()
         options.readOnly = true
         options.logger.logLevel = .critical
         let store: OpLogStore

@@ -73,8 +73,9 @@ import Testing
     }
 
     /// Runs `oplog crash-child`, kills it after the delay, returns the lines it printed.
-    func runChild(_ store: String, killAfterMilliseconds delay: Int) throws -> [String] {
-        let (process, output) = try launchTestKit(["crash-child", "--store", store, "--documents", "4", "--patches", "50000"])
+    func runChild(_ store: String, killAfterMilliseconds delay: Int, extraArguments: [String] = []) throws -> [String] {
+        let (process, output) = try launchTestKit(
+            ["crash-child", "--store", store, "--documents", "4", "--patches", "50000"] + extraArguments)
         usleep(useconds_t(delay * 1000))
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()

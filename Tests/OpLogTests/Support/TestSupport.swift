@@ -57,8 +57,8 @@ func withRawLMDB<T>(_ directory: String, _ body: (Environment, [String: Database
     defer { environment.close() }
     var databases: [String: Database] = [:]
     for name in StoreTables.names {
-        // `epochs` exists from format version 3 on; an older store's image lacks it.
-        if name == "epochs" {
+        // `epochs` exists from format version 3 on, `feed` and `cursors` from 4; an older store's image lacks them.
+        if ["epochs", "feed", "cursors"].contains(name) {
             databases[name] = try? environment.openDatabase(named: name, create: false)
         } else {
             databases[name] = try environment.openDatabase(named: name, create: false)
