@@ -22,6 +22,13 @@ enum Engines {
             options.journalApplyBytes = 1 << 30
             return try OpLogWorkloadEngine(path: $0, options: options, setup: $1, name: "oplog-noapply")
         },
+        // OpLog with the change feed on (256 MiB of history): beside "oplog", what the feed's
+        // history costs in appends/s and bytes written.
+        EngineFactory(name: "oplog-feed") {
+            var options = StoreOptions()
+            options.feedRetentionBytes = 256 << 20
+            return try OpLogWorkloadEngine(path: $0, options: options, setup: $1, name: "oplog-feed")
+        },
         EngineFactory(name: "lmdb-naive") { path, _ in try LMDBNaiveEngine(path: path) },
         EngineFactory(name: "lmdb-group") { path, _ in try LMDBGroupEngine(path: path) },
         EngineFactory(name: "lmdb-log") { path, _ in try LMDBLogEngine(path: path) },

@@ -13,6 +13,10 @@ extension Reader {
         var found = feed.lineage
         if found == nil { found = stored }
         guard let lineage = found else {
+            // From version 3 on the lineage is written with the format record: its absence is damage.
+            if let format = try tables.read({ txn in try tables.readFormat(txn) }), format.version >= 3 {
+                throw .corruption(CorruptionLocation(area: "meta"), detail: "the store's lineage record is missing (damaged key?)")
+            }
             throw .invalidArgument("this store has no change feed yet (format version 2, opened read-only)")
         }
         let newest = feed.isActive ? feed.publishedThrough : try newestStoredPosition()
