@@ -10,20 +10,11 @@ import Testing
 @Suite struct MultiProcessTests {
     /// Starts `oplog` with arguments, collecting its standard output until stopped.
     final class Child: Sendable {
-        let process = Process()
+        let process: Process
         let output: PipeCollector
 
         init(_ arguments: [String]) throws {
-            process.executableURL = URL(fileURLWithPath: try #require(CLITests.testKit))
-            process.arguments = arguments
-            var environment = ProcessInfo.processInfo.environment
-            environment["SWIFT_BACKTRACE"] = "enable=no"
-            process.environment = environment
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = FileHandle.nullDevice
-            output = PipeCollector(pipe.fileHandleForReading)
-            try process.run()
+            (process, output) = try launchTestKit(arguments)
         }
 
         /// Complete lines only: a kill may cut the last one.
