@@ -101,7 +101,7 @@ extension Writer {
                     written[document] = try applyDocument(txn, document, view: view, window: window, deflater: deflater)
                 }
                 for (scope, epoch) in job.epochs { try tables.raiseEpoch(txn, scope, to: epoch) }
-                try writeFeed(txn, job.feed, deflater: deflater)
+                try writeFeed(txn, job.feed, heldThrough: job.lastSequence, deflater: deflater)
                 let appliedBody = AppliedSequenceRecord.encode(job.lastSequence)
                 try txn.put(
                     tables.meta, key: StoreTables.appliedKey,

@@ -82,9 +82,16 @@ extension Writer {
 
     /// Writes feed records in `txn`, then applies the retention policy. A marker's record
     /// (`events` nil) is written as an empty change only if its direct commit did not write one.
-    func writeFeed(_ txn: borrowing WriteTransaction, _ records: [FeedRecord], deflater: Deflater?) throws {
-        guard options.feedRetentionBytes != nil, let feed = tables.feed, let first = records.first else { return }
-        var state = try tables.readFeedState(txn) ?? FeedStateRecord(oldest: first.sequence, bytes: 0)
+    ///
+    /// `heldThrough`: once `txn` commits, LMDB holds every feed record up to here (an apply: its
+    /// last sequence; a direct commit: the applied sequence). A direct commit writes its record
+    /// ahead of journaled positions not applied yet, so the history's oldest position is never
+    /// above `heldThrough + 1`, and retention removes nothing above `heldThrough`: the positions
+    /// still to come from the journal would otherwise be skipped by a reader starting at the
+    /// oldest, or left as a gap in the history.
+    func writeFeed(_ txn: borrowing WriteTransaction, _ records: [FeedRecord], heldThrough: UInt64, deflater: Deflater?) throws {
+        guard options.feedRetentionBytes != nil, let feed = tables.feed, !records.isEmpty else { return }
+        var state = try tables.readFeedState(txn) ?? FeedStateRecord(oldest: 1, bytes: 0)
         for record in records {
             let key = StoreTables.feedKey(record.sequence)
             let existing = try txn.get(feed, key: key)
@@ -95,21 +102,21 @@ extension Writer {
             try txn.put(feed, key: key, value: value)
             state.bytes += UInt64(value.count)
         }
-        try applyFeedRetention(txn, &state, newest: records.map(\.sequence).max() ?? first.sequence)
+        try applyFeedRetention(txn, &state, heldThrough: heldThrough)
         try tables.writeFeedState(txn, state)
     }
 
     /// Removes the oldest changes the policy no longer keeps: beyond `feedRetentionBytes` or older
     /// than `feedRetentionMilliseconds`, unless a saved consumer position still needs them; beyond
     /// `feedRetentionBytesMax` always.
-    private func applyFeedRetention(_ txn: borrowing WriteTransaction, _ state: inout FeedStateRecord, newest: UInt64) throws {
+    private func applyFeedRetention(_ txn: borrowing WriteTransaction, _ state: inout FeedStateRecord, heldThrough: UInt64) throws {
         guard let retention = options.feedRetentionBytes, let feed = tables.feed else { return }
         // The slowest consumer needs every change after its saved position.
         let heldAfter = try tables.readCursors(txn).values.map(\.sequence).min()
         let now = options.clock.now
         try txn.withWriteCursor(feed) { cursor in
             var entry = try cursor.first()
-            while let current = entry, let sequence = StoreTables.feedSequence(current.key) {
+            while let current = entry, let sequence = StoreTables.feedSequence(current.key), sequence <= heldThrough {
                 let overMax = state.bytes > UInt64(options.feedRetentionBytesMax)
                 if !overMax {
                     if let heldAfter, sequence > heldAfter { break }
@@ -123,7 +130,8 @@ extension Writer {
                 try cursor.deleteCurrent()
                 entry = try cursor.first()
             }
-            state.oldest = entry.flatMap { StoreTables.feedSequence($0.key) } ?? newest + 1
+            let firstKept = entry.flatMap { StoreTables.feedSequence($0.key) } ?? .max
+            state.oldest = min(firstKept, heldThrough + 1)
         }
     }
 

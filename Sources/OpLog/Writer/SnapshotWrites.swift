@@ -55,7 +55,7 @@ extension Writer {
                     if let put {
                         try writeFeed(
                             txn, [FeedRecord(sequence: put.position.sequence, events: put.events, committedAt: options.clock.now)],
-                            deflater: nil)
+                            heldThrough: try tables.readAppliedSequence(txn), deflater: nil)
                     }
                 }
                 announce([.snapshotWritten(document: document, revision: revision)])
@@ -89,7 +89,7 @@ extension Writer {
                 if let deleted {
                     try writeFeed(
                         txn, [FeedRecord(sequence: deleted.position.sequence, events: deleted.events, committedAt: options.clock.now)],
-                        deflater: nil)
+                        heldThrough: try tables.readAppliedSequence(txn), deflater: nil)
                 }
             }
         } catch {
@@ -131,7 +131,7 @@ extension Writer {
         try writeGrowing { txn in
             if let feed {
                 try eraseFromFeed(txn, document)
-                try writeFeed(txn, [feed], deflater: nil)
+                try writeFeed(txn, [feed], heldThrough: try tables.readAppliedSequence(txn), deflater: nil)
             }
             try txn.delete(tables.documents, key: KeyCoding.documentKey(document))
             for database in [tables.ops, tables.snapshots, tables.dedupe] {

@@ -111,6 +111,32 @@ import Testing
         }
     }
 
+    /// Regression (property seed 7975518391086837403): a snapshot put writes its change to LMDB
+    /// at once, ahead of the unsynced appends journaled before it. The history's oldest position
+    /// must stay at the first of those, and retention must not run past the applied sequence, or
+    /// a consumer starting at the oldest skips them.
+    @Test func aDirectCommitAheadOfUnappliedPositionsKeepsTheOldestPosition() async throws {
+        let directory = TemporaryDirectory("oplog-feed-direct-ahead")
+        defer { directory.remove() }
+        let clock = ManualClock(startingAt: 1_800_000_000_000)
+        var options = FeedTests.feedOptions(.lastAppendsMayBeLost)
+        options.clock = clock
+        options.feedRetentionMilliseconds = 60_000
+        try await withStore(directory.path, options: options) { store async throws in
+            for index in 0..<3 { _ = try await store.append([op(UInt64(index + 1))], to: doc("a")) }
+            clock.advance(by: 61_000)
+            // Its marker syncs the journal: positions 1 to 3 are durable, 4 is the snapshot's.
+            try await store.putSnapshot(Array("s".utf8), of: doc("a"), at: 2)
+            let early = try await FeedTests.readAll(store)
+            #expect(early.map(\.position.sequence) == [1, 2, 3, 4], "\(early.map(FeedTests.describe))")
+            try await store.checkpoint()
+            // Now applied, the three appends are older than the age and leave; the snapshot's
+            // change is as old as the age and stays.
+            let late = try await FeedTests.readAll(store)
+            #expect(late.map(\.position.sequence) == [4], "\(late.map(FeedTests.describe))")
+        }
+    }
+
     @Test func aDeletedDocumentLeavesOnlyItsTombstoneInTheHistory() async throws {
         let directory = TemporaryDirectory("oplog-feed-erasure")
         defer { directory.remove() }
