@@ -14,7 +14,7 @@ struct TestKitCommand: AsyncParsableCommand {
         abstract: "Child processes for OpLog's crash, power-loss, I/O-fault, damage and multi-process tests.",
         subcommands: [
             ReadAll.self, CrashChild.self, PowerChild.self, FaultChild.self, HoldReader.self, SubscriberMemory.self, BudgetMemory.self,
-            FenceChild.self,
+            FenceChild.self, FollowerChild.self,
         ])
 }
 

@@ -80,7 +80,8 @@ public final class CompactionScheduler: Service, Sendable {
     /// Runs until the task is cancelled or the service group shuts down gracefully: scans the store
     /// for existing backlog, then compacts as documents become due. Returns after the step in
     /// progress. A scheduler runs once; a second `run()` or `start()` throws `invalidArgument`.
-    /// - Throws: what the scan of existing documents throws (`closed`, `corruption`).
+    /// - Throws: what the scan of existing documents throws (`closed`, `corruption`); `wrongRole`
+    ///   on a follower, which never compacts on its own.
     public func run() async throws {
         try begin()
         try await runBegun()
@@ -158,6 +159,8 @@ public final class CompactionScheduler: Service, Sendable {
     }
 
     private func begin() throws(OpLogError) {
+        // A follower's snapshots and truncations come from its primary's feed.
+        if store.role == .follower { throw .wrongRole(role: .follower, operation: "compaction") }
         let observation = store.observeCommits { [weak self] commit in
             self?.book.withLock { $0.record(commit.events) }
             self?.wakeUp.signal()

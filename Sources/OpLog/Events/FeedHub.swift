@@ -40,6 +40,14 @@ final class FeedHub: Sendable {
         }
     }
 
+    /// A follower that holds no change yet takes its primary's lineage (at its first apply).
+    func adopt(lineage: StoreLineage) {
+        state.withLock {
+            assert($0.active && $0.publishedThrough == 0, "a lineage adopted by a store with history")
+            $0.lineage = lineage
+        }
+    }
+
     /// Whether a writer publishes here.
     var isActive: Bool { state.withLock { $0.active } }
 

@@ -29,6 +29,23 @@ extension Reader {
         return position.sequence
     }
 
+    /// The change at `sequence` as this store's feed holds it (published in memory, or in LMDB);
+    /// nil when it is below the retained history or not published.
+    func heldChange(at sequence: UInt64) throws(OpLogError) -> Change? {
+        assert(sequence >= 1, "feed position 0")
+        switch feed.source(after: sequence - 1, limit: 1) {
+        case .memory(let changes): return changes.first
+        case .store(let through):
+            do throws(OpLogError) {
+                return try storedChanges(after: sequence - 1, through: through, limit: 1).first
+            } catch {
+                if case .belowRetention = error { return nil }
+                throw error
+            }
+        case .waitForMore, .closed: return nil
+        }
+    }
+
     /// The newest feed record LMDB holds (a read-only store's newest position).
     func newestFeedPosition() throws(OpLogError) -> UInt64 { try newestStoredPosition() }
 

@@ -65,6 +65,9 @@ public enum Limits {
     public static let changeBytesMax = recordBodyBytesMax
     /// Changes a feed iterator reads from the store per step.
     public static let feedBatchChanges = 256
+    /// Changes one `OpLogStore.apply(contentsOf:epoch:)` takes: a follower's catch-up batch,
+    /// applied under one turn of the writer, so the appliers behind it wait at most this many.
+    public static let changesPerApplyMax = 4_096
     /// Named consumer positions a store keeps (`savePosition(_:for:)`): each one can hold the
     /// feed's history back, so their number is bounded; `feedRetentionBytesMax` bounds their cost.
     public static let feedConsumersMax = 64
@@ -145,6 +148,7 @@ public enum Limits {
             && documentIDBytesMax + 9 <= 511  // LMDB's default maximum key size
             && fencingScopeBytesMax >= documentIDBytesMax && fencingScopeBytesMax <= 511
             && fencingEpochsCachedMax >= 1
+            && changesPerApplyMax >= feedBatchChanges  // a feed iterator's batch fits one apply
             && feedConsumersMax >= 1 && feedConsumerNameBytesMax <= 511  // LMDB's default maximum key size
             && snapshotBytesMax + documentIDBytesMax + 64 <= changeBytesMax && journalRecordBytesMax <= changeBytesMax
             && dedupeEntriesPerRecord * 17 + 32 < 2_000  // inside a leaf page of 4 KiB
@@ -165,8 +169,8 @@ public enum LimitName: String, Sendable, Equatable {
     case fencingScopeBytes
     /// `Limits.feedConsumersMax`, `feedConsumerNameBytesMax`.
     case feedConsumers, feedConsumerNameBytes
-    /// `Limits.changeBytesMax`.
-    case changeBytes
+    /// `Limits.changeBytesMax`, `changesPerApplyMax`.
+    case changeBytes, changesPerApply
     /// `Limits.snapshotBytesMax`, `readOpsMax`, `listDocumentsMax`.
     case snapshotBytes, readOps, listDocuments
 }

@@ -94,6 +94,16 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     case reopenRequired(reason: String)
     /// LMDB, zlib or the file system failed in a way none of the cases above describes.
     case storage(StorageFailure)
+    /// A client mutation (append, truncation, snapshot, deletion, epoch raise, prepare) on a
+    /// follower store, whose changes come only from its primary's feed (`OpLogStore.apply(_:epoch:)`);
+    /// or `apply` on a primary. `operation` names the refused call.
+    case wrongRole(role: StoreRole, operation: String)
+    /// A follower was given the change at `found` while the next one it needs is at `expected`:
+    /// the changes in between are missing. Nothing was applied from it.
+    case changeGap(expected: UInt64, found: UInt64)
+    /// A follower already holds a different change at `position`: the two stores' histories have
+    /// diverged there (two primaries of one lineage). Nothing was applied from it.
+    case divergence(position: ChangePosition, detail: String)
     /// Replay: the caller's reducer threw on the op at `revision`.
     case reducerFailed(document: DocumentID, revision: Revision, detail: String)
     /// Replay: the reducer could not decode the snapshot at `revision`.
@@ -161,6 +171,14 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
             return "store must be reopened: \(reason)"
         case .storage(let failure):
             return failure.description
+        case .wrongRole(let role, let operation):
+            return role == .follower
+                ? "\(operation) refused: this store is a follower; its changes come from its primary's feed (apply), or promote() it first"
+                : "\(operation) refused: this store is a primary, not a follower"
+        case .changeGap(let expected, let found):
+            return "change at position \(found) applied before the missing ones from \(expected); nothing applied"
+        case .divergence(let position, let detail):
+            return "the follower holds another change at \(position): \(detail); nothing applied"
         case .reducerFailed(let document, let revision, let detail):
             return "reducer rejected op \(revision) of '\(document)': \(detail)"
         case .snapshotUndecodable(let document, let revision, let detail):

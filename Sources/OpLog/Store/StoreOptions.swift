@@ -18,6 +18,19 @@ public enum Durability: String, Sendable, CaseIterable {
     case mayCorruptOnSystemCrash
 }
 
+/// Whether a store takes its changes from clients or from another store's change feed.
+public enum StoreRole: String, Sendable, CaseIterable {
+    /// Clients mutate it (appends, truncations, snapshots, deletions); it assigns revisions,
+    /// server times and feed positions.
+    case primary
+    /// It reproduces another store (its primary) exactly from that store's change feed, through
+    /// `OpLogStore.apply(_:epoch:)`: same documents, revisions, op IDs, server times, snapshots,
+    /// floors, positions and lineage. Client mutations and compaction are refused (`wrongRole`);
+    /// reads, replay, subscriptions and its own feed serve as on a primary. `promote()` makes it a
+    /// primary that continues the same history. Needs the feed on (`feedRetentionBytes`).
+    case follower
+}
+
 /// Options for opening a store. Every field has a documented default and bound.
 public struct StoreOptions: Sendable {
     /// What a crash may lose; `full` by default (see `Durability`).
@@ -75,6 +88,9 @@ public struct StoreOptions: Sendable {
     public var groupCommitMaxOps: Int = 8192
     /// Most payload bytes coalesced into one group commit.
     public var groupCommitMaxBytes: Int = 8 << 20
+    /// Primary (the default) or follower (see `StoreRole`). The role is this open's: a follower's
+    /// store opened as a primary later is promoted by that open.
+    public var role: StoreRole = .primary
     /// Open without writing: no journal apply, no appends. Other processes may write meanwhile.
     public var readOnly: Bool = false
     /// Where the store logs (swift-log).
@@ -97,6 +113,7 @@ public struct StoreOptions: Sendable {
         func require(_ condition: Bool, _ message: String) throws(OpLogError) {
             if !condition { throw .invalidArgument(message) }
         }
+        try require(role == .primary || feedRetentionBytes != nil, "a follower needs the change feed on (feedRetentionBytes)")
         try require(mapSizeInitialBytes >= 1 << 20, "mapSizeInitialBytes must be at least 1 MiB")
         try require((feedRetentionBytes ?? 64 << 10) >= 64 << 10, "feedRetentionBytes must be at least 64 KiB")
         try require(feedRetentionBytesMax >= (feedRetentionBytes ?? 64 << 10), "feedRetentionBytesMax must be at least feedRetentionBytes")

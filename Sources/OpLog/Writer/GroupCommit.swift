@@ -33,6 +33,7 @@ extension Writer {
         for request in group {
             let before = entries.count
             do {
+                try requirePrimary(request.operationName)
                 switch request {
                 case .append(let batch, _):
                     outcomes.append(.success(try stageAppend(batch, scratch: &scratch, epochs: &groupEpochs, entries: &entries, now: now)))
@@ -42,7 +43,8 @@ extension Writer {
                 case .raiseEpoch(let scope, let epoch, _):
                     try stageEpochRaise(scope, to: epoch, epochs: &groupEpochs, entries: &entries)
                     outcomes.append(.success([]))
-                case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .savePosition, .close, .trimMemory, .readEpoch:
+                case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .savePosition, .close, .trimMemory, .readEpoch,
+                    .applyChanges, .promote:
                     preconditionFailure("commitGroup given a request that is not journaled")
                 }
             } catch {
@@ -85,7 +87,8 @@ extension Writer {
 
     /// Appends one journal record and syncs it (in the full durability mode, or with `sync`).
     /// - Returns: its sequence, the change-feed position of what it holds.
-    func writeJournalRecord(_ entries: [JournalEntry], sync: Bool = false) throws(OpLogError) -> UInt64 {
+    /// With `deferSync` it is not synced even in `full`: a follower syncs a run of records once.
+    func writeJournalRecord(_ entries: [JournalEntry], sync: Bool = false, deferSync: Bool = false) throws(OpLogError) -> UInt64 {
         if journal == nil, let base = journalBaseToCreate {
             try replaceJournal(baseSequence: base)
         }
@@ -103,7 +106,7 @@ extension Writer {
         let syncStarted = DispatchTime.now().uptimeNanoseconds
         let fillBefore = journal.fillBytesWritten
         do throws(Journal.AppendFailure) {
-            try journal.append(frame.bytes, sync: sync || options.durability == .full)
+            try journal.append(frame.bytes, sync: sync || (options.durability == .full && !deferSync))
         } catch {
             switch error {
             case .noSpace(let cause):
@@ -132,7 +135,7 @@ extension Writer {
 
     /// Makes a durable group visible: views first (read-after-acknowledge), then the event stream,
     /// then the dedupe indexes.
-    private func publish(_ scratch: [DocumentID: ScratchDocument], entries: [JournalEntry]) {
+    func publish(_ scratch: [DocumentID: ScratchDocument], entries: [JournalEntry]) {
         let changed = scratch.filter { $0.value.changed }
         reader.publish(changed.mapValues(\.update))
         // Events in the order the group staged them.

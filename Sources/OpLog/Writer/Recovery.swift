@@ -164,6 +164,7 @@ extension Writer {
                 throw OpLogError(error)
             }
             try upgradeFormatRecord()
+            try completeInterruptedDirectCommit()
         }
         // Everything the journal held is in LMDB now, its feed records included: the feed goes
         // live from the next journal sequence.

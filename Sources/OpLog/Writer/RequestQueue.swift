@@ -37,6 +37,11 @@ enum WriteRequest: Sendable {
     /// A consumer's feed position saved (or, nil, removed): a direct LMDB commit.
     case savePosition(consumer: String, position: ChangePosition?, continuation: Reply<Void>)
     case close(continuation: Reply<Void>)
+    /// A follower applies changes of its primary's feed (each its own journal record or direct
+    /// commit, at its own position; one sync for the lot).
+    case applyChanges(changes: [Change], epoch: UInt64?, continuation: Reply<Void>)
+    /// A follower becomes a primary.
+    case promote(continuation: Reply<Void>)
     /// Another store sharing the memory budget asks this one to hold at most this many bytes.
     case trimMemory(toAtMostBytes: Int)
 
@@ -45,6 +50,25 @@ enum WriteRequest: Sendable {
         switch self {
         case .append, .truncate, .raiseEpoch: return true
         default: return false
+        }
+    }
+
+    /// The public call that made the request, for errors.
+    var operationName: String {
+        switch self {
+        case .append: return "append"
+        case .truncate: return "truncate"
+        case .raiseEpoch: return "raiseEpoch"
+        case .putSnapshot: return "putSnapshot"
+        case .deleteSnapshot: return "deleteSnapshot"
+        case .deleteDocument: return "deleteDocument"
+        case .readEpoch: return "epoch"
+        case .checkpoint: return "checkpoint"
+        case .savePosition: return "savePosition"
+        case .close: return "close"
+        case .applyChanges: return "apply"
+        case .promote: return "promote"
+        case .trimMemory: return "trimMemory"
         }
     }
 
@@ -65,7 +89,8 @@ enum WriteRequest: Sendable {
         case .append(_, let continuation): continuation.resume(throwing: error)
         case .truncate(_, _, _, let continuation), .raiseEpoch(_, _, let continuation), .putSnapshot(_, _, _, _, let continuation),
             .deleteSnapshot(_, _, _, let continuation), .deleteDocument(_, _, let continuation), .checkpoint(let continuation),
-            .savePosition(_, _, let continuation), .close(let continuation):
+            .savePosition(_, _, let continuation), .close(let continuation), .applyChanges(_, _, let continuation),
+            .promote(let continuation):
             continuation.resume(throwing: error)
         case .readEpoch(_, let continuation): continuation.resume(throwing: error)
         case .trimMemory: break

@@ -127,7 +127,7 @@ extension Writer {
     }
 
     /// Removes every record of the document in one commit, with the deletion's feed record.
-    private func deleteDocumentRecords(_ document: DocumentID, feed: FeedRecord?) throws(OpLogError) {
+    func deleteDocumentRecords(_ document: DocumentID, feed: FeedRecord?) throws(OpLogError) {
         try writeGrowing { txn in
             if let feed {
                 try eraseFromFeed(txn, document)

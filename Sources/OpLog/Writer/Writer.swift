@@ -50,6 +50,9 @@ final class Writer: @unchecked Sendable {
     /// Journaled changes not yet synced (the weaker durability modes): the feed gets them at the
     /// next journal sync.
     var unsyncedFeed: [Change] = []
+    /// Whether this open is a follower (`StoreOptions.role`); cleared by `promote()` on the
+    /// writer's turn, read by anyone (`OpLogStore.role`).
+    let followerRole: Atomic<Bool>
     /// The budget the indexes count against: the store's own, or one shared by several stores.
     let memoryBudget: MemoryBudget
     /// This store's registration with `memoryBudget`.
@@ -76,6 +79,7 @@ final class Writer: @unchecked Sendable {
         self.reader = reader
         self.lockFile = lockFile
         self.mapSizeBytes = Atomic(mapSizeBytes)
+        followerRole = Atomic(context.options.role == .follower)
         memoryBudget = context.options.sharedMemoryBudget ?? MemoryBudget(bytes: context.options.memoryBudgetBytes)
         // Another store sharing the budget may ask this one to trim: on its writer thread, in turn.
         let queue = self.queue
@@ -286,7 +290,22 @@ final class Writer: @unchecked Sendable {
             return
         }
         if case .putSnapshot(let document, let revision, let snapshot, let epoch, let continuation) = request {
+            if isFollower {
+                continuation.resume(throwing: .wrongRole(role: .follower, operation: "putSnapshot"))
+                return
+            }
             writeSnapshot(snapshot, of: document, at: revision, epoch: epoch, reply: continuation)
+            return
+        }
+        // A follower's journal records go beside an apply in flight, as group commits do; its
+        // direct commits wait for the applier themselves.
+        if case .applyChanges(let changes, let epoch, let continuation) = request {
+            continuation.resume(with: Result { () throws(OpLogError) in try applyChanges(changes, epoch: epoch) })
+            return
+        }
+        if case .promote(let continuation) = request {
+            promote()
+            continuation.resume()
             return
         }
         // Snapshot deletions, document deletions and checkpoints commit to LMDB on this thread:
@@ -304,11 +323,13 @@ final class Writer: @unchecked Sendable {
         switch request {
         case .deleteSnapshot(let document, let revision, let epoch, let continuation):
             run(continuation) { () throws(OpLogError) in
+                try requirePrimary("deleteSnapshot")
                 try checkDirectMutation(epoch, for: document)
                 try removeSnapshot(of: document, at: revision)
             }
         case .deleteDocument(let document, let epoch, let continuation):
             run(continuation) { () throws(OpLogError) in
+                try requirePrimary("deleteDocument")
                 try checkDirectMutation(epoch, for: document)
                 try removeDocument(document)
             }
@@ -316,7 +337,7 @@ final class Writer: @unchecked Sendable {
             run(continuation) { () throws(OpLogError) in try applyJournal() }
         case .savePosition(let consumer, let position, let continuation):
             run(continuation) { () throws(OpLogError) in try saveFeedPosition(position, for: consumer) }
-        case .append, .truncate, .raiseEpoch, .close, .putSnapshot, .trimMemory, .readEpoch:
+        case .append, .applyChanges, .promote, .truncate, .raiseEpoch, .close, .putSnapshot, .trimMemory, .readEpoch:
             assertionFailure("runExclusive given a request the writer loop handles itself")
         }
     }
