@@ -68,6 +68,9 @@ public enum Limits {
     /// Changes one `OpLogStore.apply(contentsOf:epoch:)` takes: a follower's catch-up batch,
     /// applied under one turn of the writer, so the appliers behind it wait at most this many.
     public static let changesPerApplyMax = 4_096
+    /// Changes prepared and not yet committed (`OpLogStore.prepare(_:epoch:)`): an owner's
+    /// pipeline towards a replicated log. Each holds its ops in the writer's memory until then.
+    public static let preparedChangesMax = 256
     /// Named consumer positions a store keeps (`savePosition(_:for:)`): each one can hold the
     /// feed's history back, so their number is bounded; `feedRetentionBytesMax` bounds their cost.
     public static let feedConsumersMax = 64
@@ -169,8 +172,8 @@ public enum LimitName: String, Sendable, Equatable {
     case fencingScopeBytes
     /// `Limits.feedConsumersMax`, `feedConsumerNameBytesMax`.
     case feedConsumers, feedConsumerNameBytes
-    /// `Limits.changeBytesMax`, `changesPerApplyMax`.
-    case changeBytes, changesPerApply
+    /// `Limits.changeBytesMax`, `changesPerApplyMax`, `preparedChangesMax`.
+    case changeBytes, changesPerApply, preparedChanges
     /// `Limits.snapshotBytesMax`, `readOpsMax`, `listDocumentsMax`.
     case snapshotBytes, readOps, listDocuments
 }

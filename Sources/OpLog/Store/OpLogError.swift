@@ -98,6 +98,9 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
     /// follower store, whose changes come only from its primary's feed (`OpLogStore.apply(_:epoch:)`);
     /// or `apply` on a primary. `operation` names the refused call.
     case wrongRole(role: StoreRole, operation: String)
+    /// A mutation while changes are prepared (`OpLogStore.prepare(_:epoch:)`) and not yet
+    /// committed or abandoned: it would take their positions. Nothing was written.
+    case preparedChangesPending(oldest: ChangePosition, count: Int)
     /// A follower was given the change at `found` while the next one it needs is at `expected`:
     /// the changes in between are missing. Nothing was applied from it.
     case changeGap(expected: UInt64, found: UInt64)
@@ -175,6 +178,8 @@ public enum OpLogError: Error, Sendable, Equatable, CustomStringConvertible {
             return role == .follower
                 ? "\(operation) refused: this store is a follower; its changes come from its primary's feed (apply), or promote() it first"
                 : "\(operation) refused: this store is a primary, not a follower"
+        case .preparedChangesPending(let oldest, let count):
+            return "\(count) prepared changes from \(oldest) are not committed or abandoned yet; commit or abandon them first"
         case .changeGap(let expected, let found):
             return "change at position \(found) applied before the missing ones from \(expected); nothing applied"
         case .divergence(let position, let detail):

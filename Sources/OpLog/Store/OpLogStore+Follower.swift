@@ -53,3 +53,50 @@ extension OpLogStore {
         try await requireWriter().submit { .promote(continuation: $0) }
     }
 }
+
+/// What `OpLogStore.prepare(_:epoch:)` staged: the change to commit, and each part's result.
+public struct PreparedAppend: Sendable, Equatable {
+    /// The change the batch becomes, at the position it will have; nil when every part was a
+    /// retry (of committed ops, or of ops prepared before), so there is nothing to commit.
+    public let change: Change?
+    /// One result per part of the batch, as `append(batch:)` returns them; a part that retries
+    /// ops still prepared gets their revisions, valid once that change commits.
+    public let results: [AppendResult]
+}
+
+/// Two-phase appends, for an owner whose acknowledgement waits on something outside the store.
+extension OpLogStore {
+    /// Validates `batch` against the store and the changes already prepared (expected heads,
+    /// retries, limits, epochs), assigns revisions, server times and the position, and returns the
+    /// change without making it durable. Nothing is written until `commit(_:)`; a crash or close
+    /// before it leaves nothing. Until every prepared change is committed or abandoned, the
+    /// store's other mutations are refused (`preparedChangesPending`). Needs the feed on.
+    /// - Parameters:
+    ///   - batch: the parts, as for `append(batch:)`.
+    ///   - epoch: the owner's fencing epoch for every part (overriding `DocumentAppend.epoch`).
+    /// - Throws: as `append(batch:)`; `limitExceeded` (`preparedChanges`); `wrongRole` on a
+    ///   follower; `invalidArgument` without a feed.
+    public func prepare(_ batch: [DocumentAppend], epoch: UInt64? = nil) async throws(OpLogError) -> PreparedAppend {
+        guard !batch.isEmpty else { throw .invalidArgument("a batch needs at least one document") }
+        guard batch.count <= Limits.documentsPerBatchMax else {
+            throw .limitExceeded(.documentsPerBatch, value: batch.count, maximum: Limits.documentsPerBatchMax)
+        }
+        return try await requireWriter().submit { .prepare(batch: batch, epoch: epoch, continuation: $0) }
+    }
+
+    /// Makes the oldest prepared change durable (per `durability`) and publishes it: reads, the
+    /// feed and subscribers see it, exactly as the group commit it stands for. Changes commit in
+    /// position order.
+    /// - Throws: `invalidArgument` for a change that is not the oldest prepared; `storageFull`;
+    ///   `reopenRequired`; `closed`.
+    public func commit(_ change: Change) async throws(OpLogError) {
+        try await requireWriter().submit { .commitPrepared(change: change, continuation: $0) }
+    }
+
+    /// Drops a prepared change and every change prepared after it (they were validated against
+    /// it): nothing of them is written, and their positions go to the next changes.
+    /// - Throws: `invalidArgument` for a change that is not prepared; `closed`.
+    public func abandon(_ change: Change) async throws(OpLogError) {
+        try await requireWriter().submit { .abandonPrepared(change: change, continuation: $0) }
+    }
+}

@@ -34,6 +34,7 @@ extension Writer {
             let before = entries.count
             do {
                 try requirePrimary(request.operationName)
+                try requireNothingPrepared()
                 switch request {
                 case .append(let batch, _):
                     outcomes.append(.success(try stageAppend(batch, scratch: &scratch, epochs: &groupEpochs, entries: &entries, now: now)))
@@ -44,7 +45,7 @@ extension Writer {
                     try stageEpochRaise(scope, to: epoch, epochs: &groupEpochs, entries: &entries)
                     outcomes.append(.success([]))
                 case .putSnapshot, .deleteSnapshot, .deleteDocument, .checkpoint, .savePosition, .close, .trimMemory, .readEpoch,
-                    .applyChanges, .promote:
+                    .applyChanges, .promote, .prepare, .commitPrepared, .abandonPrepared:
                     preconditionFailure("commitGroup given a request that is not journaled")
                 }
             } catch {

@@ -40,6 +40,11 @@ enum WriteRequest: Sendable {
     /// A follower applies changes of its primary's feed (each its own journal record or direct
     /// commit, at its own position; one sync for the lot).
     case applyChanges(changes: [Change], epoch: UInt64?, continuation: Reply<Void>)
+    /// Two-phase appends: stage a batch on top of the prepared ones; write the oldest prepared;
+    /// drop a prepared change and those after it.
+    case prepare(batch: [DocumentAppend], epoch: UInt64?, continuation: Reply<PreparedAppend>)
+    case commitPrepared(change: Change, continuation: Reply<Void>)
+    case abandonPrepared(change: Change, continuation: Reply<Void>)
     /// A follower becomes a primary.
     case promote(continuation: Reply<Void>)
     /// Another store sharing the memory budget asks this one to hold at most this many bytes.
@@ -68,6 +73,9 @@ enum WriteRequest: Sendable {
         case .close: return "close"
         case .applyChanges: return "apply"
         case .promote: return "promote"
+        case .prepare: return "prepare"
+        case .commitPrepared: return "commit"
+        case .abandonPrepared: return "abandon"
         case .trimMemory: return "trimMemory"
         }
     }
@@ -90,9 +98,10 @@ enum WriteRequest: Sendable {
         case .truncate(_, _, _, let continuation), .raiseEpoch(_, _, let continuation), .putSnapshot(_, _, _, _, let continuation),
             .deleteSnapshot(_, _, _, let continuation), .deleteDocument(_, _, let continuation), .checkpoint(let continuation),
             .savePosition(_, _, let continuation), .close(let continuation), .applyChanges(_, _, let continuation),
-            .promote(let continuation):
+            .promote(let continuation), .commitPrepared(_, let continuation), .abandonPrepared(_, let continuation):
             continuation.resume(throwing: error)
         case .readEpoch(_, let continuation): continuation.resume(throwing: error)
+        case .prepare(_, _, let continuation): continuation.resume(throwing: error)
         case .trimMemory: break
         }
     }

@@ -47,6 +47,8 @@ final class Writer: @unchecked Sendable {
     var epochs = FencingEpochs()
     /// The change-feed positions of the active slot's records, for its apply.
     var feedRecords: [FeedRecord] = []
+    /// Changes prepared and not yet committed or abandoned, in position order (two-phase appends).
+    var prepared: [PreparedRecord] = []
     /// Journaled changes not yet synced (the weaker durability modes): the feed gets them at the
     /// next journal sync.
     var unsyncedFeed: [Change] = []
@@ -290,8 +292,11 @@ final class Writer: @unchecked Sendable {
             return
         }
         if case .putSnapshot(let document, let revision, let snapshot, let epoch, let continuation) = request {
-            if isFollower {
-                continuation.resume(throwing: .wrongRole(role: .follower, operation: "putSnapshot"))
+            do throws(OpLogError) {
+                try requirePrimary("putSnapshot")
+                try requireNothingPrepared()
+            } catch {
+                continuation.resume(throwing: error)
                 return
             }
             writeSnapshot(snapshot, of: document, at: revision, epoch: epoch, reply: continuation)
@@ -302,6 +307,18 @@ final class Writer: @unchecked Sendable {
         if case .applyChanges(let changes, let epoch, let continuation) = request {
             continuation.resume(with: Result { () throws(OpLogError) in try applyChanges(changes, epoch: epoch) })
             return
+        }
+        switch request {
+        case .prepare(let batch, let epoch, let continuation):
+            continuation.resume(with: Result { () throws(OpLogError) in try prepare(batch, epoch: epoch) })
+            return
+        case .commitPrepared(let change, let continuation):
+            continuation.resume(with: Result { () throws(OpLogError) in try commitPrepared(change) })
+            return
+        case .abandonPrepared(let change, let continuation):
+            continuation.resume(with: Result { () throws(OpLogError) in try abandonPrepared(change) })
+            return
+        default: break
         }
         if case .promote(let continuation) = request {
             promote()
@@ -324,12 +341,14 @@ final class Writer: @unchecked Sendable {
         case .deleteSnapshot(let document, let revision, let epoch, let continuation):
             run(continuation) { () throws(OpLogError) in
                 try requirePrimary("deleteSnapshot")
+                try requireNothingPrepared()
                 try checkDirectMutation(epoch, for: document)
                 try removeSnapshot(of: document, at: revision)
             }
         case .deleteDocument(let document, let epoch, let continuation):
             run(continuation) { () throws(OpLogError) in
                 try requirePrimary("deleteDocument")
+                try requireNothingPrepared()
                 try checkDirectMutation(epoch, for: document)
                 try removeDocument(document)
             }
@@ -337,7 +356,8 @@ final class Writer: @unchecked Sendable {
             run(continuation) { () throws(OpLogError) in try applyJournal() }
         case .savePosition(let consumer, let position, let continuation):
             run(continuation) { () throws(OpLogError) in try saveFeedPosition(position, for: consumer) }
-        case .append, .applyChanges, .promote, .truncate, .raiseEpoch, .close, .putSnapshot, .trimMemory, .readEpoch:
+        case .append, .applyChanges, .promote, .prepare, .commitPrepared, .abandonPrepared, .truncate, .raiseEpoch, .close, .putSnapshot,
+            .trimMemory, .readEpoch:
             assertionFailure("runExclusive given a request the writer loop handles itself")
         }
     }
