@@ -47,6 +47,13 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The change feed's targets: catch-up, live delivery, follower lag.
+        .executableTarget(
+            name: "feed-bench",
+            dependencies: [
+                .product(name: "OpLog", package: "OpLog"), .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // package-benchmark's convention: one executable target per suite under Benchmarks/<Name>/.
         .executableTarget(
             name: "OpLogMicro",
