@@ -70,7 +70,8 @@ struct FeedBench: AsyncParsableCommand {
             }
             let seconds = (ContinuousClock.now - started) / .seconds(1)
             print(
-                #"{"figure":"catch-up","round":\#(round),"ops":\#(ops),"changes":\#(latest.sequence),"seconds":\#(seconds),"opsPerSecond":\#(Int(Double(ops) / seconds))}"#
+                #"{"figure":"catch-up","round":\#(round),"ops":\#(ops),"changes":\#(latest.sequence),"#
+                    + #""seconds":\#(seconds),"opsPerSecond":\#(Int(Double(ops) / seconds))}"#
             )
         }
         try await store.close()
@@ -198,8 +199,10 @@ struct FeedBench: AsyncParsableCommand {
         func percentile(_ p: Double) -> Int64 { delays.isEmpty ? 0 : delays[min(delays.count - 1, Int(Double(delays.count) * p))] }
         let beforeAck = delays.filter { $0 <= 0 }.count
         print(
-            #"{"figure":"live","writers":\#(writers),"seconds":\#(liveSeconds),"ops":\#(total),"opsPerSecond":\#(total / liveSeconds),"delivered":\#(delays.count),"deliveredBeforeAck":\#(beforeAck),"#
-                + #""p50Microseconds":\#(percentile(0.5) / 1000),"p99Microseconds":\#(percentile(0.99) / 1000),"maxMicroseconds":\#(delays.last.map { $0 / 1000 } ?? 0)}"#
+            #"{"figure":"live","writers":\#(writers),"seconds":\#(liveSeconds),"ops":\#(total),"opsPerSecond":\#(total / liveSeconds),"#
+                + #""delivered":\#(delays.count),"deliveredBeforeAck":\#(beforeAck),"#
+                + #""p50Microseconds":\#(percentile(0.5) / 1000),"p99Microseconds":\#(percentile(0.99) / 1000),"#
+                + #""maxMicroseconds":\#(delays.last.map { $0 / 1000 } ?? 0)}"#
         )
         // Follower lag: at each sample, how long ago the primary had reached the follower's position.
         let taken = samples.withLock { $0 }
@@ -216,7 +219,8 @@ struct FeedBench: AsyncParsableCommand {
         lags.sort()
         let p99Lag = lags.isEmpty ? 0 : lags[min(lags.count - 1, Int(Double(lags.count) * 0.99))]
         print(
-            #"{"figure":"follower-lag","samples":\#(taken.count),"maxLagMilliseconds":\#(maxLag / 1_000_000),"p99LagMilliseconds":\#(p99Lag / 1_000_000),"#
+            #"{"figure":"follower-lag","samples":\#(taken.count),"maxLagMilliseconds":\#(maxLag / 1_000_000),"#
+                + #""p99LagMilliseconds":\#(p99Lag / 1_000_000),"#
                 + #""drainMilliseconds":\#((drained - deadline) / 1_000_000),"positions":\#(target)}"#)
         let identical = try follower.latestPosition() == primary.latestPosition()
         print(#"{"figure":"follower-check","samePosition":\#(identical),"followerWriter":"\#(follower.writerCounters().groupCommits)"}"#)
