@@ -154,7 +154,10 @@ extension Writer {
                     throw .invalidArgument("the ops of '\(document)' in change \(change.position) are not consecutive revisions")
                 }
                 for op in ops {
-                    guard op.author.count <= Limits.authorBytesMax, op.payload.count <= Limits.payloadBytesMax else {
+                    guard op.author.count <= Limits.authorBytesMax else {
+                        throw .limitExceeded(.authorBytes, value: op.author.count, maximum: Limits.authorBytesMax)
+                    }
+                    guard op.payload.count <= Limits.payloadBytesMax else {
                         throw .limitExceeded(.payloadBytes, value: op.payload.count, maximum: Limits.payloadBytesMax)
                     }
                     staged.newIDs[op.opID] = op.revision
